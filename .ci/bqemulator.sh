@@ -87,15 +87,22 @@ cmd_start() {
   if curl -sS -o /dev/null --max-time 2 "http://127.0.0.1:$port/" 2>/dev/null; then
     die "port $port already in use by another process"
   fi
-  mkdir -p "$venv/home"
-  # setsid: own process group, so 'stop' can end the emulator and any children it forks.
+  mkdir -p "$venv/home" "$venv/uploads"
+  rm -f "$pf"
+  # setsid: own session and process group, so 'stop' can end the emulator and anything it
+  # forks. The inner shell writes its own PID (kept by exec) whether or not setsid forked.
+  # shellcheck disable=SC2016  # $$ and $@ belong to the inner shell
+  local inner='echo $$ >"$1"; shift; exec "$@"'
   HOME="$venv/home" BQEMU_ENABLE_FORMAT_EXTENSIONS=false \
-    setsid "$venv/bin/bqemulator" start \
+  BQEMU_UPLOAD_STAGING_DIR="$venv/uploads" \
+    setsid bash -c "$inner" _ "$pf" \
+      "$venv/bin/bqemulator" start \
       --rest-host 127.0.0.1 --rest-port "$port" \
       --grpc-host 127.0.0.1 --grpc-port "$grpc" \
       --project "$project" >"$log" 2>&1 </dev/null &
-  local pid=$!
-  echo "$pid" >"$pf"
+  local pid=""
+  for _ in $(seq 50); do [[ -s "$pf" ]] && { pid="$(cat "$pf")"; break; }; sleep 0.1; done
+  [[ -n "$pid" ]] || die "emulator did not start (no pid written to $pf)"
   local deadline=$((SECONDS + 60))
   until curl -fsS -o /dev/null --max-time 2 "$url" 2>/dev/null; do
     if ! kill -0 "$pid" 2>/dev/null; then

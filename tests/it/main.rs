@@ -1,1 +1,8 @@
+//! Integration tests: one test binary (faster to build and link), one module per capability.
+//! Real Postgres, the real BigQuery emulator over HTTP, the local Sheets API server, and the
+//! workspace's binaries as subprocesses.
 
+mod support;
+
+mod job_sheet;
+mod store;
