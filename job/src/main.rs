@@ -46,6 +46,13 @@ struct Cli {
     /// Log format: json (Cloud Logging), text, or auto (json unless stdout is a terminal).
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto)]
     log_format: LogFormat,
+    /// Pre-flight only: check connections, the target and permissions, and write nothing
+    /// (kinds that write to Postgres).
+    #[arg(long)]
+    test_only: bool,
+    /// Skip the backup taken before writing (refused when ENVIRONMENT=production).
+    #[arg(long)]
+    skip_backup: bool,
     /// Cloud Run task index (set by Cloud Run).
     #[arg(long, env = "CLOUD_RUN_TASK_INDEX", hide = true)]
     task_index: Option<usize>,
@@ -80,6 +87,7 @@ fn request(cli: &Cli) -> Result<JobRequest, sheettobigquery::error::JobError> {
         gcp: cli.gcp.clone(),
         lease: Duration::from_secs(cli.lease_seconds.max(1)),
         owner: format!("job@{host}:{}", std::process::id()),
+        options: sheettobigquery::kinds::RunOptions { test_only: cli.test_only, skip_backup: cli.skip_backup },
     })
 }
 

@@ -40,6 +40,7 @@ pub struct JobRequest {
     pub lease: Duration,
     /// Names this process in `job_runs.lease_owner` and `executor` of manual runs.
     pub owner: String,
+    pub options: kinds::RunOptions,
 }
 
 /// The result of one execution.
@@ -248,7 +249,15 @@ async fn run_resolved(
         let services = Services::from_args(&req.gcp).await?;
         tracing::info!(sheets_auth = %services.sheets_auth, bigquery_auth = %services.bigquery_auth, "credentials");
         let unit = kinds::unit_for(config)?;
-        let ctx = RunContext { services, run_key, inflight_job: inflight.clone() };
+        let ctx = RunContext {
+            services,
+            options: req.options,
+            progress: progress_fn(store.cloned(), run),
+            run,
+            store: store.cloned(),
+            run_key,
+            inflight_job: inflight.clone(),
+        };
         unit.run(&ctx).await
     };
     let result = tokio::select! {
@@ -295,6 +304,26 @@ async fn run_resolved(
         }
     }
     result
+}
+
+/// Progress goes to `job_runs.details.progress`, at most once a second, without blocking the unit.
+fn progress_fn(store: Option<Store>, run: Option<RunRef>) -> kinds::ProgressFn {
+    let last = Arc::new(std::sync::Mutex::new(None::<Instant>));
+    Arc::new(move |processed: u64, total: Option<u64>| {
+        let (Some(store), Some(run)) = (store.clone(), run) else { return };
+        {
+            let Ok(mut l) = last.lock() else { return };
+            if l.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+                return;
+            }
+            *l = Some(Instant::now());
+        }
+        tokio::spawn(async move {
+            if let Err(e) = runs::record_progress(&store, run, processed, total).await {
+                tracing::debug!(error = %e.db_message(), "progress not recorded");
+            }
+        });
+    })
 }
 
 async fn cancel_inflight(req: &JobRequest, inflight: &Arc<std::sync::Mutex<Option<kinds::InflightJob>>>) {

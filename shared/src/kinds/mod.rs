@@ -23,10 +23,28 @@ pub struct Report {
     pub details: Value,
 }
 
+/// Switches given on the command line that change what a unit may do.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// Pre-flight only: check connections, targets and permissions; write nothing.
+    pub test_only: bool,
+    /// Skip the pre-write backup (refused in production by the kinds that back up).
+    pub skip_backup: bool,
+}
+
+/// Reports progress (rows processed, total if known); the runner records it in `job_runs`
+/// at most once a second.
+pub type ProgressFn = Arc<dyn Fn(u64, Option<u64>) + Send + Sync>;
+
 /// Everything a unit needs from outside.
 #[derive(Clone)]
 pub struct RunContext {
     pub services: Services,
+    pub options: RunOptions,
+    pub progress: ProgressFn,
+    /// The ledger row of this run, when there is one (kinds that record per-row results use it).
+    pub run: Option<crate::store::runs::RunRef>,
+    pub store: Option<crate::store::Store>,
     /// Stable for this run attempt: `r{run}a{attempt}`, or random for ad-hoc runs.
     pub run_key: String,
     /// Where an interrupted unit leaves the id of a server-side job to cancel.

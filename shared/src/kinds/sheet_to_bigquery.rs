@@ -255,6 +255,7 @@ impl Unit for SheetToBigQueryUnit {
                 spool.write_row(sheet_row, &cells).map_err(io_err("writing the spool"))?;
                 rows_read += 1;
             }
+            (ctx.progress)(rows_read, None);
             tracing::info!(
                 rows_read, window = windows, through_row = end, last_row = b.last_row,
                 elapsed_ms = started.elapsed().as_millis() as u64,

@@ -153,3 +153,18 @@ pub async fn finish(store: &Store, run: RunRef, o: &Outcome) -> StoreResult<bool
     tx.commit().await.map_err(q("committing the run outcome"))?;
     Ok(true)
 }
+
+/// Records progress in `details.progress` (rows processed, total when known).
+pub async fn record_progress(store: &Store, run: RunRef, processed: u64, total: Option<u64>) -> StoreResult<()> {
+    let client = store.client().await?;
+    let progress = serde_json::json!({"processed": processed, "total": total, "at": Utc::now().to_rfc3339()});
+    client
+        .execute(
+            "UPDATE job_runs SET details = jsonb_set(details, '{progress}', $3)
+              WHERE id = $1 AND attempt = $2 AND status = 'running'",
+            &[&run.id, &run.attempt, &progress],
+        )
+        .await
+        .map_err(q("recording progress"))?;
+    Ok(())
+}

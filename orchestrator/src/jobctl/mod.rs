@@ -1,0 +1,1 @@
+//! `jobctl`: run one config now, status and history, manage configs, migrate.

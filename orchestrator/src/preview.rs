@@ -1,0 +1,1 @@
+//! What is due and why (`orchestrator run --dry-run`, `orchestrator preview`, `jobctl due`).
