@@ -4,5 +4,9 @@
 
 mod support;
 
+mod deploy;
 mod job_sheet;
+mod jobctl;
+mod orchestrator;
 mod store;
+mod upsert;
