@@ -88,30 +88,7 @@ pub async fn list(store: &Store) -> StoreResult<Vec<ConfigRow>> {
 
 /// Inserts a validated config (as `job_ready`: it was written for the job). Returns its id.
 pub async fn insert(client: &impl deadpool_postgres::GenericClient, c: &JobConfig) -> StoreResult<i64> {
-    let s = c.sheet();
-    let row = client
-        .query_one(
-            "INSERT INTO sheet_to_bigquery_configs
-                (name, kind, google_sheet_url, google_cloud_project_id, bigquery_dataset_id, bigquery_table_id,
-                 schema_handling, spec, is_active, run_frequency_hours, migration_status)
-             VALUES ($1, $2, $3, $4, $5, $6, COALESCE($7, 'auto_detect'), $8, $9, $10, 'job_ready')
-             RETURNING id::bigint",
-            &[
-                &c.name,
-                &c.kind.as_str(),
-                &s.map(|s| s.google_sheet_url.as_str()),
-                &s.map(|s| s.project_id.as_str()),
-                &s.map(|s| s.dataset_id.as_str()),
-                &s.map(|s| s.table_id.as_str()),
-                &s.map(|s| s.schema_handling.as_str()),
-                &c.spec_json(),
-                &c.is_active,
-                &c.run_frequency_hours,
-            ],
-        )
-        .await
-        .map_err(|e| StoreError::new(format!("inserting config {:?}", c.name), e))?;
-    Ok(row.get(0))
+    insert_with_status(client, c, "job_ready").await
 }
 
 /// Advances `last_run` (only ever after a successful run).
@@ -128,4 +105,168 @@ pub async fn set_last_run(
         .await
         .map_err(q("advancing last_run"))?;
     Ok(())
+}
+
+/// The two states of the gradual migration from the Python service: `service` (the old service
+/// still loads it) and `job_ready` (the job loads it; `active_job_configs` lists it).
+pub const MIGRATION_STATUSES: [&str; 2] = ["service", "job_ready"];
+
+/// Inserts a validated config with the given `migration_status`. Returns its id.
+pub async fn insert_with_status(
+    client: &impl deadpool_postgres::GenericClient,
+    c: &JobConfig,
+    migration_status: &str,
+) -> StoreResult<i64> {
+    let s = c.sheet();
+    let row = client
+        .query_one(
+            "INSERT INTO sheet_to_bigquery_configs
+                (name, kind, google_sheet_url, google_cloud_project_id, bigquery_dataset_id, bigquery_table_id,
+                 schema_handling, spec, is_active, run_frequency_hours, migration_status)
+             VALUES ($1, $2, $3, $4, $5, $6, COALESCE($7, 'auto_detect'), $8, $9, $10, $11)
+             RETURNING id::bigint",
+            &[
+                &c.name,
+                &c.kind.as_str(),
+                &s.map(|s| s.google_sheet_url.as_str()),
+                &s.map(|s| s.project_id.as_str()),
+                &s.map(|s| s.dataset_id.as_str()),
+                &s.map(|s| s.table_id.as_str()),
+                &s.map(|s| s.schema_handling.as_str()),
+                &c.spec_json(),
+                &c.is_active,
+                &c.run_frequency_hours,
+                &migration_status,
+            ],
+        )
+        .await
+        .map_err(|e| StoreError::new(format!("inserting config {:?}", c.name), e))?;
+    Ok(row.get(0))
+}
+
+/// What `insert_many` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InsertMany {
+    /// Every config was inserted; their ids, in order.
+    Inserted(Vec<i64>),
+    /// Nothing was written: these names already exist (name, id of the existing row).
+    Conflicts(Vec<(String, i64)>),
+}
+
+/// Inserts all configs in one transaction, or none: when any name already exists (checked inside
+/// the transaction, and enforced by the unique index on name) nothing is written.
+pub async fn insert_many(store: &Store, configs: &[JobConfig], migration_status: &str) -> StoreResult<InsertMany> {
+    let mut client = store.client().await?;
+    let tx = client.transaction().await.map_err(q("starting the import transaction"))?;
+    // Serialise concurrent imports so the existence check below stays true until commit, even on
+    // an adopted table without the unique index on name. Readers and the job are not blocked.
+    tx.batch_execute("LOCK TABLE sheet_to_bigquery_configs IN SHARE ROW EXCLUSIVE MODE")
+        .await
+        .map_err(q("locking sheet_to_bigquery_configs"))?;
+    let names: Vec<&str> = configs.iter().map(|c| c.name.as_str()).collect();
+    let rows = tx
+        .query(
+            "SELECT name, id::bigint FROM sheet_to_bigquery_configs WHERE name = ANY($1) ORDER BY name, id",
+            &[&names],
+        )
+        .await
+        .map_err(q("checking for existing config names"))?;
+    if !rows.is_empty() {
+        return Ok(InsertMany::Conflicts(rows.iter().map(|r| (r.get(0), r.get(1))).collect()));
+    }
+    let mut ids = Vec::with_capacity(configs.len());
+    for c in configs {
+        ids.push(insert_with_status(&tx, c, migration_status).await?);
+    }
+    tx.commit().await.map_err(q("committing the import"))?;
+    Ok(InsertMany::Inserted(ids))
+}
+
+/// Sets `is_active` on the named configs; returns the names that exist (and were updated).
+pub async fn set_active(store: &Store, names: &[String], active: bool) -> StoreResult<Vec<String>> {
+    let client = store.client().await?;
+    let rows = client
+        .query(
+            "UPDATE sheet_to_bigquery_configs SET is_active = $2, updated_at = now()
+              WHERE name = ANY($1) RETURNING name",
+            &[&names, &active],
+        )
+        .await
+        .map_err(q("updating is_active"))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// Sets `run_frequency_hours` of one config; false when no config has that name.
+pub async fn set_frequency(store: &Store, name: &str, hours: i32) -> StoreResult<bool> {
+    let client = store.client().await?;
+    let n = client
+        .execute(
+            "UPDATE sheet_to_bigquery_configs SET run_frequency_hours = $2, updated_at = now() WHERE name = $1",
+            &[&name, &hours],
+        )
+        .await
+        .map_err(q("updating run_frequency_hours"))?;
+    Ok(n > 0)
+}
+
+/// Sets `migration_status` on the named configs; returns the names that exist (and were updated).
+pub async fn set_migration_status(store: &Store, names: &[String], status: &str) -> StoreResult<Vec<String>> {
+    let client = store.client().await?;
+    let rows = client
+        .query(
+            "UPDATE sheet_to_bigquery_configs SET migration_status = $2, updated_at = now()
+              WHERE name = ANY($1) RETURNING name",
+            &[&names, &status],
+        )
+        .await
+        .map_err(q("updating migration_status"))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// Deletes one config by name; returns its id, or None when no config has that name. Its runs
+/// stay in `job_runs` (they name the config) as history.
+pub async fn remove(store: &Store, name: &str) -> StoreResult<Option<i64>> {
+    let client = store.client().await?;
+    let row = client
+        .query_opt("DELETE FROM sheet_to_bigquery_configs WHERE name = $1 RETURNING id::bigint", &[&name])
+        .await
+        .map_err(q("deleting a config"))?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+/// The shape of `sheet_to_bigquery_configs` before migrating: whether it exists, whether it is
+/// still the Python service's (no `kind` column), and how many rows it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TableShape {
+    pub exists: bool,
+    pub legacy: bool,
+    pub rows: i64,
+}
+
+pub async fn table_shape(store: &Store) -> StoreResult<TableShape> {
+    let client = store.client().await?;
+    let exists: bool = client
+        .query_one("SELECT to_regclass('sheet_to_bigquery_configs') IS NOT NULL", &[])
+        .await
+        .map_err(q("checking sheet_to_bigquery_configs"))?
+        .get(0);
+    if !exists {
+        return Ok(TableShape { exists, legacy: false, rows: 0 });
+    }
+    let has_kind: bool = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM information_schema.columns
+                             WHERE table_schema = current_schema() AND table_name = 'sheet_to_bigquery_configs'
+                               AND column_name = 'kind')",
+            &[],
+        )
+        .await
+        .map_err(q("reading the columns of sheet_to_bigquery_configs"))?
+        .get(0);
+    let rows: i64 = client
+        .query_one("SELECT count(*) FROM sheet_to_bigquery_configs", &[])
+        .await
+        .map_err(q("counting configs"))?
+        .get(0);
+    Ok(TableShape { exists, legacy: !has_kind, rows })
 }

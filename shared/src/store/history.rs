@@ -1,0 +1,219 @@
+//! Read-only SQL over the run ledger for people (`jobctl status`, `jobctl runs`): each config's
+//! last outcome and failing streak, run listings with filters, one run in full, and the rows a
+//! run rejected (`import_results`, when the kinds that record them are installed).
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use super::{q, Store, StoreResult};
+
+/// Statuses that count as a failure (a failing streak, `jobctl runs --failed`).
+pub const FAILED_STATUSES: [&str; 3] = ["failed", "timed_out", "abandoned"];
+
+/// One config with its schedule and latest outcome.
+#[derive(Debug, Clone)]
+pub struct ConfigStatus {
+    pub id: i64,
+    pub name: String,
+    pub kind: String,
+    pub is_active: bool,
+    pub run_frequency_hours: i32,
+    pub migration_status: String,
+    pub last_run: Option<DateTime<Utc>>,
+    /// When it is (or was) next due: `last_run + run_frequency_hours`, or now when never run.
+    pub next_due: DateTime<Utc>,
+    /// Due now: active, its period elapsed and no run in flight (the database's clock).
+    pub is_due: bool,
+    /// A run is queued or running.
+    pub in_flight: bool,
+    /// The latest finished run: id, status, rows written, finish time, error message.
+    pub last_run_id: Option<i64>,
+    pub last_status: Option<String>,
+    pub last_rows_written: Option<i64>,
+    pub last_finished_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    /// Failed runs since the last success (0 when the latest finished run succeeded).
+    pub failing_streak: i64,
+}
+
+/// Every config with its schedule and last outcome, by name. `now` overrides the database clock
+/// (tests); None uses `now()`.
+pub async fn config_status(store: &Store, now: Option<DateTime<Utc>>) -> StoreResult<Vec<ConfigStatus>> {
+    let client = store.client().await?;
+    let rows = client
+        .query(
+            "WITH clock AS (SELECT COALESCE($1::timestamptz, now()) AS now)
+             SELECT c.id::bigint, c.name, c.kind, c.is_active, c.run_frequency_hours, c.migration_status, c.last_run,
+                    COALESCE(c.last_run + make_interval(hours => c.run_frequency_hours), clock.now) AS next_due,
+                    c.is_active
+                      AND (c.last_run IS NULL OR c.last_run + make_interval(hours => c.run_frequency_hours) <= clock.now)
+                      AND NOT EXISTS (SELECT 1 FROM job_runs f WHERE f.config_id = c.id AND f.status IN ('queued', 'running'))
+                      AS is_due,
+                    EXISTS (SELECT 1 FROM job_runs f WHERE f.config_id = c.id AND f.status IN ('queued', 'running')) AS in_flight,
+                    lr.id, lr.status, lr.rows_written, lr.finished_at, lr.error_message,
+                    (SELECT count(*) FROM job_runs f
+                      WHERE f.config_id = c.id AND f.status = ANY($2)
+                        AND f.created_at > COALESCE((SELECT max(s.created_at) FROM job_runs s
+                                                      WHERE s.config_id = c.id AND s.status = 'succeeded'),
+                                                    '-infinity'::timestamptz)) AS failing_streak
+               FROM sheet_to_bigquery_configs c
+              CROSS JOIN clock
+               LEFT JOIN LATERAL (
+                    SELECT r.id, r.status, r.rows_written, r.finished_at, r.error_message
+                      FROM job_runs r
+                     WHERE r.config_id = c.id AND r.status NOT IN ('queued', 'running')
+                     ORDER BY COALESCE(r.finished_at, r.created_at) DESC, r.id DESC
+                     LIMIT 1) lr ON true
+              ORDER BY c.name, c.id",
+            &[&now, &FAILED_STATUSES.as_slice()],
+        )
+        .await
+        .map_err(q("reading config status"))?;
+    Ok(rows
+        .iter()
+        .map(|r| ConfigStatus {
+            id: r.get(0),
+            name: r.get(1),
+            kind: r.get(2),
+            is_active: r.get(3),
+            run_frequency_hours: r.get(4),
+            migration_status: r.get(5),
+            last_run: r.get(6),
+            next_due: r.get(7),
+            is_due: r.get(8),
+            in_flight: r.get(9),
+            last_run_id: r.get(10),
+            last_status: r.get(11),
+            last_rows_written: r.get(12),
+            last_finished_at: r.get(13),
+            last_error: r.get(14),
+            failing_streak: r.get(15),
+        })
+        .collect())
+}
+
+/// One row of `job_runs`.
+#[derive(Debug, Clone)]
+pub struct RunRow {
+    pub id: i64,
+    pub config_id: i64,
+    pub config_name: String,
+    pub kind: String,
+    pub period_start: Option<DateTime<Utc>>,
+    pub status: String,
+    pub attempt: i32,
+    pub executor: Option<String>,
+    pub execution_name: Option<String>,
+    pub trigger: String,
+    pub schedule_time: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub rows_read: Option<i64>,
+    pub rows_written: Option<i64>,
+    pub error_kind: Option<String>,
+    pub error_message: Option<String>,
+    pub details: Value,
+}
+
+const RUN_SELECT: &str = "SELECT id, config_id, config_name, kind, period_start, status, attempt, executor,
+        execution_name, trigger, schedule_time, created_at, started_at, finished_at, rows_read, rows_written,
+        error_kind, error_message, details
+    FROM job_runs";
+
+fn to_run(r: &tokio_postgres::Row) -> RunRow {
+    RunRow {
+        id: r.get(0),
+        config_id: r.get(1),
+        config_name: r.get(2),
+        kind: r.get(3),
+        period_start: r.get(4),
+        status: r.get(5),
+        attempt: r.get(6),
+        executor: r.get(7),
+        execution_name: r.get(8),
+        trigger: r.get(9),
+        schedule_time: r.get(10),
+        created_at: r.get(11),
+        started_at: r.get(12),
+        finished_at: r.get(13),
+        rows_read: r.get(14),
+        rows_written: r.get(15),
+        error_kind: r.get(16),
+        error_message: r.get(17),
+        details: r.get(18),
+    }
+}
+
+/// Which runs to list.
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    pub config_name: Option<String>,
+    /// Only failed, timed-out and abandoned runs.
+    pub failed_only: bool,
+    /// Only runs created at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    pub limit: i64,
+}
+
+/// Runs matching the filter, newest first.
+pub async fn list_runs(store: &Store, f: &RunFilter) -> StoreResult<Vec<RunRow>> {
+    let client = store.client().await?;
+    let rows = client
+        .query(
+            &format!(
+                "{RUN_SELECT}
+                  WHERE ($1::text IS NULL OR config_name = $1)
+                    AND (NOT $2 OR status = ANY($3))
+                    AND ($4::timestamptz IS NULL OR created_at >= $4)
+                  ORDER BY created_at DESC, id DESC
+                  LIMIT $5"
+            ),
+            &[&f.config_name, &f.failed_only, &FAILED_STATUSES.as_slice(), &f.since, &f.limit.max(1)],
+        )
+        .await
+        .map_err(q("listing runs"))?;
+    Ok(rows.iter().map(to_run).collect())
+}
+
+pub async fn get_run(store: &Store, id: i64) -> StoreResult<Option<RunRow>> {
+    let client = store.client().await?;
+    let row = client.query_opt(&format!("{RUN_SELECT} WHERE id = $1"), &[&id]).await.map_err(q("reading a run"))?;
+    Ok(row.as_ref().map(to_run))
+}
+
+/// Rows a run rejected, from `import_results` (written by the kinds that load row by row), each
+/// as a JSON object of that table's columns; None when the table does not exist. At most `limit`
+/// rows, and the total count.
+pub async fn rejected_rows(store: &Store, run_id: i64, limit: i64) -> StoreResult<Option<(Vec<Value>, i64)>> {
+    let client = store.client().await?;
+    let exists: bool = client
+        .query_one("SELECT to_regclass('import_results') IS NOT NULL", &[])
+        .await
+        .map_err(q("checking import_results"))?
+        .get(0);
+    if !exists {
+        return Ok(None);
+    }
+    // The table belongs to another kind; read it by its row type so this keeps working when it
+    // gains columns. Ordered by the row number when there is one.
+    let rows = client
+        .query(
+            "SELECT to_jsonb(t) - 'run_id' FROM import_results t
+              WHERE t.run_id = $1
+              ORDER BY (to_jsonb(t) ->> 'row_number') ~ '^[0-9]+$' DESC,
+                       CASE WHEN (to_jsonb(t) ->> 'row_number') ~ '^[0-9]+$'
+                            THEN (to_jsonb(t) ->> 'row_number')::numeric END,
+                       to_jsonb(t) ->> 'cell'
+              LIMIT $2",
+            &[&run_id, &limit.max(0)],
+        )
+        .await
+        .map_err(q("reading import_results"))?;
+    let total: i64 = client
+        .query_one("SELECT count(*) FROM import_results WHERE run_id = $1", &[&run_id])
+        .await
+        .map_err(q("counting import_results"))?
+        .get(0);
+    Ok(Some((rows.iter().map(|r| r.get(0)).collect(), total)))
+}
