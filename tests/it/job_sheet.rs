@@ -86,6 +86,28 @@ async fn ragged_rows_empty_rows_and_odd_headers() {
 }
 
 #[tokio::test]
+async fn tabs_with_odd_names_are_found_by_gid_and_title() {
+    let env = Env::new().await;
+    let rows = |v: &str| vec![vec!["k".to_string()], vec![v.to_string()]];
+    env.sheets.server().put(
+        Spreadsheet::new("oddtabs00001")
+            .with_tab(Tab::from_input("First", 0, rows("first")))
+            .with_tab(Tab::from_input("Q1 #2/3? 'x' %", 4242, rows("odd"))),
+    );
+    let mut by_gid = env.config("oddgid", "oddtabs00001", "odd_gid", json!({}));
+    by_gid["google_sheet_url"] = json!("https://docs.google.com/spreadsheets/d/oddtabs00001/edit#gid=4242");
+    assert_ok(&env.run(&by_gid).await);
+    let r = env.query("SELECT k FROM {ds}.odd_gid").await;
+    assert_eq!(r.col("k"), vec![Some("odd".into())]);
+    let by_title = env.config("oddtitle", "oddtabs00001", "odd_title", json!({"worksheet": "Q1 #2/3? 'x' %"}));
+    assert_ok(&env.run(&by_title).await);
+    assert_eq!(env.query("SELECT k FROM {ds}.odd_title").await.col("k"), vec![Some("odd".into())]);
+    let missing = env.config("oddmissing", "oddtabs00001", "odd_missing", json!({"worksheet": "Nope"}));
+    let err = assert_failed(&env.run(&missing).await, 3);
+    assert!(err.contains("has no tab named \"Nope\"") && err.contains("\"First\" (gid 0)"), "{err}");
+}
+
+#[tokio::test]
 async fn empty_sheet_is_refused_unless_allowed() {
     let env = Env::new().await;
     env.put_rows("empty0000001", &[&["a", "b"]]);

@@ -12,6 +12,15 @@ use crate::schema::NumFmt;
 
 const API: &str = "sheets";
 
+/// google-sheets4 puts the range into the URL path unencoded, so a tab named `Q1 #2/3?` would
+/// turn into a fragment or a query; encode everything but the characters A1 notation needs.
+const RANGE_ENCODE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'!')
+    .remove(b':')
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.');
+
 /// One tab of a spreadsheet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TabInfo {
@@ -147,12 +156,13 @@ impl SheetsClient {
         range: &str,
         formatted: bool,
     ) -> Result<Vec<Vec<serde_json::Value>>, ApiError> {
+        let encoded = percent_encoding::utf8_percent_encode(range, RANGE_ENCODE).to_string();
         let (_, vr) = self
             .retry
             .run("spreadsheets.values.get", || async {
                 self.hub
                     .spreadsheets()
-                    .values_get(spreadsheet_id, range)
+                    .values_get(spreadsheet_id, &encoded)
                     .value_render_option(if formatted { "FORMATTED_VALUE" } else { "UNFORMATTED_VALUE" })
                     .date_time_render_option("SERIAL_NUMBER")
                     .major_dimension("ROWS")

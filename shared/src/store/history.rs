@@ -200,7 +200,7 @@ pub async fn rejected_rows(store: &Store, run_id: i64, limit: i64) -> StoreResul
     let rows = client
         .query(
             "SELECT to_jsonb(t) - 'run_id' FROM import_results t
-              WHERE t.run_id = $1
+              WHERE t.run_id = $1::bigint
               ORDER BY (to_jsonb(t) ->> 'row_number') ~ '^[0-9]+$' DESC,
                        CASE WHEN (to_jsonb(t) ->> 'row_number') ~ '^[0-9]+$'
                             THEN (to_jsonb(t) ->> 'row_number')::numeric END,
@@ -211,7 +211,7 @@ pub async fn rejected_rows(store: &Store, run_id: i64, limit: i64) -> StoreResul
         .await
         .map_err(q("reading import_results"))?;
     let total: i64 = client
-        .query_one("SELECT count(*) FROM import_results WHERE run_id = $1", &[&run_id])
+        .query_one("SELECT count(*) FROM import_results WHERE run_id = $1::bigint", &[&run_id])
         .await
         .map_err(q("counting import_results"))?
         .get(0);

@@ -2,6 +2,7 @@
 //! control plane (configs and the run ledger), one function per statement.
 
 pub mod configs;
+pub mod history;
 pub mod migrate;
 pub mod runs;
 

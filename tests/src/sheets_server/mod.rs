@@ -40,13 +40,14 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use google_error::GoogleError;
+
 pub use generate::GENERATED_KINDS;
 pub use load::default_sheet_id;
 pub use model::{
     date_serial, datetime_serial, serial_to_datetime, time_serial, Cell, NumberFormatType,
     Spreadsheet, Tab,
 };
-pub use render::{DateTimeRenderOption, MajorDimension, RenderOptions, ValueRenderOption};
 
 /// The directory of the shipped fixtures (`tests/fixtures/sheets`).
 pub fn fixtures_dir() -> PathBuf {
@@ -296,7 +297,7 @@ impl SheetsServer {
     }
 
     /// Decides the fate of a request for `id`: an injected fault, 403, 404, or the spreadsheet.
-    fn admit(&self, id: &str) -> Result<Arc<Spreadsheet>, google_error::GoogleError> {
+    fn admit(&self, id: &str) -> Result<Arc<Spreadsheet>, GoogleError> {
         {
             let mut faults = lock(&self.inner.faults);
             let hit = faults.iter_mut().find(|f| match &f.scope {
@@ -307,14 +308,13 @@ impl SheetsServer {
                 fault.remaining -= 1;
                 let status = fault.status;
                 faults.retain(|f| f.remaining > 0);
-                return Err(google_error::GoogleError::injected(status));
+                return Err(GoogleError::injected(status));
             }
         }
         if lock(&self.inner.forbidden).contains(id) {
-            return Err(google_error::GoogleError::permission_denied());
+            return Err(GoogleError::permission_denied());
         }
-        self.get(id)
-            .ok_or_else(google_error::GoogleError::not_found)
+        self.get(id).ok_or_else(GoogleError::not_found)
     }
 
     /// The axum router serving this state, to mount or serve yourself.
