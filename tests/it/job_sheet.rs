@@ -393,3 +393,24 @@ async fn secrets_never_reach_the_logs() {
     assert_failed(&f, 6);
     assert!(!f.all_text().contains("s3cr3t-pw"), "{}", f.all_text());
 }
+
+/// The emulator ignores client job ids, so this path runs against the small BigQuery fake: the
+/// upload is accepted but its response is lost (503); the retry finds the job (409) and
+/// re-attaches, polling it through RUNNING to DONE. An append would show a double load.
+#[tokio::test]
+async fn a_lost_load_response_reattaches_instead_of_loading_twice() {
+    let env = Env::new().await;
+    env.put_rows("reattach0001", &[&["k"], &["a"], &["b"], &["c"]]);
+    let fake = testkit::bq_fake::BigQueryFake::default();
+    fake.lose_next_responses(1);
+    fake.running_polls(2);
+    let url = fake.spawn().await;
+    let cfg = env.config("reattach", "reattach0001", "reattach", json!({"write_mode": "append"}));
+    let path = env.dir.path().join("reattach.json");
+    std::fs::write(&path, cfg.to_string()).unwrap();
+    let f = testkit::proc::run_job(&env.url(), &["--config-file", path.to_str().unwrap()], &[("BIGQUERY_EMULATOR_HOST", &url)]).await;
+    assert_ok(&f);
+    assert!(f.line("load job already exists; re-attaching").is_some(), "{}", f.stdout);
+    assert_eq!(fake.counts(), (2, 1), "two uploads, one load applied");
+    assert_eq!(fake.rows(&env.dataset, "reattach"), Some(3));
+}

@@ -6,3 +6,4 @@ pub mod sheets_server;
 pub mod bq;
 pub mod pg;
 pub mod proc;
+pub mod bq_fake;
