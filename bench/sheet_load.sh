@@ -16,12 +16,13 @@ WINDOW="${WINDOW:-10000}"
 ensure_emulator
 log "building release binaries"
 cargo build --release --quiet -p sheettobigquery-job -p sheettobigquery-tests --bin job --bin sheets-server
+rel="${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release"
 work="$(mktemp -d)"
 bq_port="$(free_port)"; grpc="$(free_port)"
 start_emulator "$bq_port" "$grpc"
 gen_args=()
 for rows in $SIZES; do gen_args+=(--generate "bench${rows}:${rows}x${COLS}"); done
-target/release/sheets-server "${gen_args[@]}" --port-file "$work/port" >"$work/sheets.log" 2>&1 &
+"$rel/sheets-server" "${gen_args[@]}" --port-file "$work/port" >"$work/sheets.log" 2>&1 &
 sheets_pid=$!
 trap "kill $sheets_pid 2>/dev/null || true; '$REPO_ROOT/.ci/bqemulator.sh' stop '$bq_port' >/dev/null 2>&1 || true; rm -rf '$work'" EXIT
 for _ in $(seq 1 100); do [[ -s "$work/port" ]] && break; sleep 0.1; done
@@ -34,7 +35,7 @@ for rows in $SIZES; do
   cfg="{\"name\":\"bench_${rows}\",\"google_sheet_url\":\"$id\",\"google_cloud_project_id\":\"test-proj\",\"bigquery_dataset_id\":\"bench\",\"bigquery_table_id\":\"t_${rows}\",\"schema_handling\":\"auto_detect\",\"window_rows\":$WINDOW}"
   # The job, measured by GNU time: wall, user+sys CPU, max RSS (KiB).
   SHEETS_EMULATOR_HOST="$sheets" BIGQUERY_EMULATOR_HOST="$bq" LOG_FORMAT=json \
-    /usr/bin/time -f '%e %U %S %M' -o "$work/time" target/release/job --config-json "$cfg" >"$work/job.log"
+    /usr/bin/time -f '%e %U %S %M' -o "$work/time" "$rel/job" --config-json "$cfg" >"$work/job.log"
   read -r wall user sys rss_kib <"$work/time"
   grep -q '"Job completed successfully"' "$work/job.log" || { tail -5 "$work/job.log"; exit 1; }
 
