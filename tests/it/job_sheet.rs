@@ -414,3 +414,31 @@ async fn a_lost_load_response_reattaches_instead_of_loading_twice() {
     assert_eq!(fake.counts(), (2, 1), "two uploads, one load applied");
     assert_eq!(fake.rows(&env.dataset, "reattach"), Some(3));
 }
+
+/// The shipped XLSX fixture (the demo's): typed dates, date-times and times from the workbook's
+/// number formats, a formula error loaded as NULL, and a tab whose table starts at B2.
+#[tokio::test]
+async fn xlsx_workbook_tabs_load_with_their_formats() {
+    let env = Env::new().await;
+    let fixture = testkit::sheets_server::fixtures_dir().join("example_workbook.xlsx");
+    env.sheets.server().put(Spreadsheet::from_path(&fixture).unwrap());
+    let orders = env.config("orders", "example_workbook", "orders", json!({}));
+    let f = env.run(&orders).await;
+    assert_ok(&f);
+    let schema = testkit::bq::table_schema(&env.dataset, "orders").await.unwrap();
+    let ty = |n: &str| schema.iter().find(|(c, _)| c == n).map(|(_, t)| t.clone()).unwrap_or_else(|| panic!("no {n} in {schema:?}"));
+    assert_eq!(ty("order_date"), "DATE");
+    assert_eq!(ty("shipped_at"), "DATETIME");
+    assert_eq!(ty("pickup_time"), "TIME");
+    assert_eq!(ty("in_stock"), "BOOL");
+    assert_eq!(ty("quantity"), "INT64");
+    assert!(f.line("formula errors loaded as NULL").is_some(), "{}", f.stdout);
+
+    let mut monthly = env.config("monthly", "example_workbook", "monthly", json!({"range": "B2:D"}));
+    monthly["google_sheet_url"] = json!("https://docs.google.com/spreadsheets/d/example_workbook/edit#gid=1007");
+    assert_ok(&env.run(&monthly).await);
+    let r = env.query("SELECT month, total, note FROM {ds}.monthly ORDER BY month").await;
+    assert_eq!(r.column_type("month"), Some("DATE"));
+    assert_eq!(r.col("month"), vec![Some("2024-01-01".into()), Some("2024-03-01".into())]);
+    assert_eq!(r.col("note"), vec![Some("first".into()), None]);
+}

@@ -7,3 +7,5 @@ pub mod bq;
 pub mod pg;
 pub mod proc;
 pub mod bq_fake;
+pub mod cloudrun_fake;
+pub mod oidc_fake;

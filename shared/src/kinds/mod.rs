@@ -1,6 +1,7 @@
 //! Job kinds: the units of work a config can describe, one module each behind one small trait.
 //! The runner owns config resolution, the ledger, signals and logging; a kind only does its work.
 
+pub mod postgres_upsert;
 pub mod sheet_to_bigquery;
 
 use std::sync::Arc;
@@ -71,8 +72,11 @@ pub fn unit_for(config: &JobConfig) -> JobResult<Box<dyn Unit>> {
         (KindSettings::SheetToBigQuery(s), Kind::SheetToBigquery) => {
             Ok(Box::new(sheet_to_bigquery::SheetToBigQueryUnit::new(&config.name, (**s).clone())))
         }
+        (KindSettings::Other(spec), Kind::PostgresUpsert) => {
+            Ok(Box::new(postgres_upsert::PostgresUpsertUnit::new(&config.name, spec)?))
+        }
         (_, kind) => Err(JobError::config(format!(
-            "kind: {kind} is not supported by this version of the job (supported: sheet_to_bigquery)"
+            "kind: {kind} is not supported by this version of the job (supported: sheet_to_bigquery, postgres_upsert)"
         ))),
     }
 }

@@ -19,6 +19,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 2, name: "job_runs", sql: include_str!("migrations/V2__job_runs.sql") },
     Migration { version: 3, name: "migration_views", sql: include_str!("migrations/V3__migration_views.sql") },
     Migration { version: 4, name: "orchestrator", sql: include_str!("migrations/V4__orchestrator.sql") },
+    Migration { version: 5, name: "import_results", sql: include_str!("migrations/V5__import_results.sql") },
 ];
 
 /// Arbitrary but fixed key for `pg_advisory_lock` ("StBQ").

@@ -1,6 +1,7 @@
 //! The Postgres store: connection settings, the pool, migrations, and every SQL statement of the
 //! control plane (configs and the run ledger), one function per statement.
 
+pub mod claims;
 pub mod configs;
 pub mod history;
 pub mod migrate;

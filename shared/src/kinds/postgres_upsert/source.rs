@@ -373,7 +373,6 @@ pub fn stream_csv(file: &CsvFile, spec: &CsvSpec, prep: Arc<Preparer>, chunk_row
                 let mut rec = csv::ByteRecord::new();
                 let mut chunk = Chunk { buf: BytesMut::with_capacity(1 << 20), ..Chunk::default() };
                 let mut total = 0u64;
-                let mut raws: Vec<Raw<'_>> = Vec::new();
                 loop {
                     let more = rdr.read_byte_record(&mut rec).map_err(|e| JobError::source(format!("reading the CSV: {e}")))?;
                     if !more {
@@ -393,19 +392,17 @@ pub fn stream_csv(file: &CsvFile, spec: &CsvSpec, prep: Arc<Preparer>, chunk_row
                     let decoded: Option<Vec<Cow<'_, str>>> = rec.iter().map(|f| decode(s.encoding, f)).collect();
                     match decoded {
                         None => {
-                            raws.clear();
-                            prep.refuse(line, &raws, format!("line {line} is not valid {} (set spec.source.csv.encoding)", s.encoding.name()), &mut chunk);
+                            prep.refuse(line, &[], format!("line {line} is not valid {} (set spec.source.csv.encoding)", s.encoding.name()), &mut chunk);
                         }
                         Some(fields) => {
-                            raws.clear();
-                            raws.extend(fields.iter().map(|f| if f.is_empty() { Raw::Empty } else { Raw::Str(f.as_ref()) }));
+                            let raws: Vec<Raw<'_>> =
+                                fields.iter().map(|f| if f.is_empty() { Raw::Empty } else { Raw::Str(f.as_ref()) }).collect();
                             if raws.len() > width && !raws[width..].iter().all(Raw::is_empty) {
                                 let n = raws.len();
                                 prep.refuse(line, &raws, format!("line {line} has {n} fields, the header has {width}"), &mut chunk);
                             } else {
                                 prep.row(line, &raws, &mut chunk);
                             }
-                            raws.clear();
                         }
                     }
                     if chunk.spans.len() + chunk.rejects.len() >= chunk_rows || chunk.buf.len() >= (1 << 20) {

@@ -406,7 +406,7 @@ fn target(v: &mut V, m: &Map<String, Value>) -> Option<TargetSpec> {
     if !env_ok {
         v.problem(
             "spec.target.connection_env",
-            format!("{connection_env:?} must name an environment variable (A-Z, 0-9, _); the URL itself never goes in the config"),
+            "must be the name of an environment variable (A-Z, 0-9, _; value not shown), never the URL itself",
         );
     }
     let schema = v.opt_str(m, "schema", "spec.target.schema").unwrap_or_else(|| "public".into());
