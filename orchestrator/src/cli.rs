@@ -27,27 +27,61 @@ Examples:
   orchestrator run                                  one tick: dispatch what is due, wait, exit
   orchestrator run --dry-run                        what would run and why; writes nothing
   orchestrator preview --all                        every config and when it becomes due
-  orchestrator preview --json | jq '.[] | select(.due)'
-  orchestrator run --executor cloud-run --cloud-run-project p --cloud-run-region europe-west1 \\
-      --cloud-run-job sheet-job --max-parallel-jobs 20
   orchestrator serve --oidc-audience https://orchestrator-xyz.run.app \\
       --oidc-allowed-email scheduler@p.iam.gserviceaccount.com
   orchestrator migrate
-
-Exit codes of `run`: 0 every dispatched run succeeded (or nothing was due); 1 the orchestrator
-failed (settings, database); 2 usage error; 3 at least one run failed, timed out, was cancelled or
-abandoned after its attempts in this tick; 130 interrupted by SIGTERM/SIGINT (in-flight runs were
-recorded, unstarted ones released).
-
-Retries: a failed run is retried within its due period up to --max-attempts attempts, after
-min(--retry-max-delay, --retry-base-delay × 2^(attempt−1)) with equal jitter (half of it, plus up to
-the other half at random); abandoned runs (expired lease) are retried at once. `last_run` moves
-only when a run succeeds; a config whose attempts are exhausted waits for its next period.
 
 Settings come from flags, then the environment (shown in each flag's help), then --config-file
 (a JSON object keyed by long flag names, e.g. {\"max-parallel-jobs\": 8, \"job-timeout\": \"20m\"};
 secrets are refused there), then the defaults. Database: DATABASE_URL, or POSTGRES_HOST,
 POSTGRES_PORT, POSTGRES_DB, POSTGRES_USER, POSTGRES_PASSWORD.";
+
+const RUN_HELP: &str = "\
+Exit codes: 0 every dispatched run succeeded (or nothing was due); 1 the orchestrator failed
+(settings, database); 2 usage error; 3 at least one run failed, timed out, was cancelled or was
+abandoned after its attempts in this tick; 130 interrupted by SIGTERM/SIGINT (in-flight runs were
+given --shutdown-grace to finish, then stopped and recorded; unstarted claims were released).
+
+Retries: a failed run is retried within its due period up to --max-attempts attempts, after
+min(--retry-max-delay, --retry-base-delay x 2^(attempt-1)) with equal jitter (half of it plus up to
+the other half at random); the tick waits for backoffs up to --retry-wait-max, later ones are left
+to a later tick. Abandoned runs (expired lease) are retried at once. last_run moves only when a run
+succeeds; a config whose attempts are exhausted waits for its next period.
+
+Examples:
+  orchestrator run
+  orchestrator run --dry-run
+  orchestrator run --max-parallel-jobs 8 --job-timeout 20m --max-attempts 3
+  orchestrator run --configs-view active_job_configs
+  orchestrator run --executor cloud-run --cloud-run-project p --cloud-run-region europe-west1 \\
+      --cloud-run-job sheet-job --max-parallel-jobs 20";
+
+const PREVIEW_HELP: &str = "\
+Examples:
+  orchestrator preview                               the configs the next tick would dispatch
+  orchestrator preview --all                         and every other config, with when it is due
+  orchestrator preview --at 2025-06-01T08:00:00Z     as if it were that time
+  orchestrator preview --json | jq '.[] | select(.due) | .name'";
+
+const SERVE_HELP: &str = "\
+Endpoints: POST /run (a tick), GET /healthz, GET /metrics (Prometheus text).
+
+Cloud Scheduler: create an HTTP job targeting https://SERVICE/run with an OIDC token whose audience
+is --oidc-audience and whose service account is in --oidc-allowed-email. POST /run answers within
+--respond-within (default 150s): 200 with the tick's result when it finished, 202 while it goes on.
+Keep --respond-within below the scheduler job's attempt deadline (--attempt-deadline, 3 minutes
+by default for HTTP targets). A retried request with the same X-CloudScheduler-JobName and
+X-CloudScheduler-ScheduleTime starts nothing and gets the original tick's result. Unauthenticated
+or wrongly authenticated requests get 401/403 and write nothing.
+
+With the local executor the service needs CPU outside requests (Cloud Run --no-cpu-throttling), since
+jobs outlive the response; with the cloud-run executor it only waits.
+
+Examples:
+  orchestrator serve --oidc-audience https://orchestrator-xyz.run.app \\
+      --oidc-allowed-email scheduler@p.iam.gserviceaccount.com --executor cloud-run ...
+  ORCHESTRATOR_AUTH_TOKEN_FILE=/secrets/token orchestrator serve --listen 127.0.0.1:8080
+  curl -X POST -H \"Authorization: Bearer $TOKEN\" http://127.0.0.1:8080/run";
 
 /// Claims the configurations that are due and fans out one job execution per configuration under
 /// a parallelism cap, locally or on Cloud Run Jobs; exactly once per due period, however many
@@ -72,21 +106,16 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// One tick: sweep expired leases, claim what is due, run it under the cap, wait for the
-    /// outcomes, record them, exit (see exit codes below).
+    /// outcomes, record them, exit (0 all succeeded, 3 some run failed; see `run --help`).
+    #[command(after_help = RUN_HELP)]
     Run(RunCmd),
     /// What is due and why (never run, overdue by N); with --all every config and when it becomes
     /// due. Writes nothing.
+    #[command(after_help = PREVIEW_HELP)]
     Preview(PreviewCmd),
     /// HTTP service for Cloud Scheduler: POST /run triggers a tick (OIDC or bearer token),
-    /// GET /healthz, GET /metrics.
-    ///
-    /// Deploy behind Cloud Scheduler with an OIDC token whose audience is --oidc-audience and whose
-    /// service account is in --oidc-allowed-email. POST /run answers within --respond-within
-    /// (200 with the tick's result, or 202 while it goes on) — keep it below the scheduler job's
-    /// attempt deadline (3 minutes by default for HTTP targets; at most 30). A retried request
-    /// with the same X-CloudScheduler-ScheduleTime starts nothing new and gets the original
-    /// tick's result. With the local executor the service needs CPU outside requests (Cloud Run
-    /// --no-cpu-throttling) since jobs outlive the response.
+    /// GET /healthz, GET /metrics; answers within --respond-within (see `serve --help`).
+    #[command(after_help = SERVE_HELP)]
     Serve(ServeCmd),
     /// Apply the database migrations.
     Migrate,
@@ -241,7 +270,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let store = connect(&cli.db, s.max_parallel_jobs.clamp(4, 32)).await?;
             let exec = executor(&s, &cli.db)?;
             tracing::info!(settings = ?settings::describe(&s), database = store.describe(), "orchestrator tick starting");
-            let grace = s.kill_grace.min(std::time::Duration::from_secs(7));
+            let grace = s.shutdown_grace;
             let orch = Orchestrator::new(store, s, exec, Arc::new(Metrics::default()));
             let o2 = orch.clone();
             tokio::spawn(async move {
@@ -277,12 +306,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 oidc = ss.oidc.is_some(),
                 static_token = ss.auth_token.is_some(),
                 respond_within = %fmt_duration(ss.respond_within),
-                shutdown_grace = %fmt_duration(ss.shutdown_grace),
+                shutdown_grace = %fmt_duration(s.shutdown_grace),
                 settings = ?settings::describe(&s),
                 "listening"
             );
+            let grace = s.shutdown_grace;
             let orch = Orchestrator::new(store, s, exec, Arc::new(Metrics::default()));
-            crate::server::serve(listener, orch, auth, ss.respond_within, ss.shutdown_grace, signal()).await?;
+            crate::server::serve(listener, orch, auth, ss.respond_within, grace, signal()).await?;
             Ok(ExitCode::SUCCESS)
         }
     }

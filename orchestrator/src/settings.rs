@@ -123,6 +123,11 @@ pub struct TickArgs {
     /// The job binary the local executor spawns. [default: `job` next to this executable]
     #[arg(long, env = "ORCHESTRATOR_JOB_BINARY", value_name = "PATH")]
     pub job_binary: Option<PathBuf>,
+    /// After SIGTERM: stop claiming, let in-flight local jobs finish for this long, then stop
+    /// them (SIGTERM, SIGKILL 2s later) and record them `cancelled`. Cloud Run allows 10s in
+    /// all. [default: 7s]
+    #[arg(long, env = "ORCHESTRATOR_SHUTDOWN_GRACE", value_parser = parse_duration, value_name = "DURATION")]
+    pub shutdown_grace: Option<Duration>,
     /// Cloud Run: the project of the job. [env: ORCHESTRATOR_CLOUD_RUN_PROJECT, else GOOGLE_CLOUD_PROJECT]
     #[arg(long, env = "ORCHESTRATOR_CLOUD_RUN_PROJECT", value_name = "PROJECT")]
     pub cloud_run_project: Option<String>,
@@ -182,10 +187,6 @@ pub struct ServeArgs {
     /// 3m for HTTP targets). [default: 150s]
     #[arg(long, env = "ORCHESTRATOR_RESPOND_WITHIN", value_parser = parse_duration, value_name = "DURATION")]
     pub respond_within: Option<Duration>,
-    /// After SIGTERM: stop claiming, let in-flight local jobs finish for this long, then stop
-    /// them and record them `cancelled`. Cloud Run allows 10s in total. [default: 7s]
-    #[arg(long, env = "ORCHESTRATOR_SHUTDOWN_GRACE", value_parser = parse_duration, value_name = "DURATION")]
-    pub shutdown_grace: Option<Duration>,
 }
 
 /// The settings file: a JSON object whose keys are the long flag names (`max-parallel-jobs` or
@@ -290,6 +291,7 @@ pub struct Settings {
     pub retry: RetryPolicy,
     pub retry_wait_max: Duration,
     pub lease: Duration,
+    pub shutdown_grace: Duration,
     pub configs: ConfigsSource,
     pub job_binary: PathBuf,
     pub cloud_run: CloudRunSettings,
@@ -303,7 +305,6 @@ pub struct ServeSettings {
     pub auth_token: Option<Secret>,
     pub insecure_no_auth: bool,
     pub respond_within: Duration,
-    pub shutdown_grace: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -385,6 +386,7 @@ pub fn resolve(args: &TickArgs, file: Option<&Path>) -> Result<Settings, Setting
         },
         retry_wait_max: args.retry_wait_max.or(f.retry_wait_max).unwrap_or(Duration::from_secs(300)),
         lease,
+        shutdown_grace: args.shutdown_grace.or(f.shutdown_grace).unwrap_or(Duration::from_secs(7)),
         configs,
         job_binary: args.job_binary.clone().or(f.job_binary).unwrap_or_else(default_job_binary),
         cloud_run,
@@ -454,7 +456,6 @@ pub fn resolve_serve(args: &ServeArgs, file: Option<&Path>) -> Result<ServeSetti
         auth_token,
         insecure_no_auth: args.insecure_no_auth,
         respond_within: args.respond_within.or(f.respond_within).unwrap_or(Duration::from_secs(150)),
-        shutdown_grace: args.shutdown_grace.or(f.shutdown_grace).unwrap_or(Duration::from_secs(7)),
     })
 }
 

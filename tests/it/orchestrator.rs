@@ -234,7 +234,7 @@ fn max_overlap(rows: &[RunRow]) -> usize {
 }
 
 /// A stand-in job (a shell script) for the scenarios that need one to hang: it prints a JSON
-/// line, ignores SIGTERM (noting that it got it), and loops until SIGKILL. With
+/// line, ignores SIGTERM (noting that it got it) or exits 130 on it, and loops until SIGKILL. With
 /// `REAL_JOB` set, configs not listed in `HANG_CONFIG_IDS` (",1,2,") run the real job instead.
 fn hanging_job(dir: &std::path::Path, exit_on_term: bool) -> std::path::PathBuf {
     let on_term = if exit_on_term {
@@ -250,9 +250,12 @@ if [ -n "$REAL_JOB" ]; then
     *) exec "$REAL_JOB" ;;
   esac
 fi
-trap '{on_term}' TERM
+on_term() {{ {on_term}; }}
+trap on_term TERM
 echo "{{\"message\":\"fake job started\",\"run_id\":\"$JOB_RUN_ID\",\"attempt\":\"$JOB_RUN_ATTEMPT\",\"task_index\":\"$CLOUD_RUN_TASK_INDEX\",\"task_count\":\"$CLOUD_RUN_TASK_COUNT\",\"execution\":\"$CLOUD_RUN_EXECUTION\",\"lease\":\"$JOB_LEASE_SECONDS\"}}"
-while :; do sleep 0.1; done
+# Loops until killed (gives up after about a minute, so a failed test leaves nothing behind).
+i=0
+while [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done
 "#
     );
     let path = dir.join(if exit_on_term { "hang-exit-on-term.sh" } else { "hang-ignore-term.sh" });
