@@ -37,14 +37,37 @@ fn start() -> Emulator {
     );
     let (port, grpc) = (free_port(), free_port());
     let log = std::fs::File::create(std::env::temp_dir().join(format!("bqemu-test-{port}.log"))).unwrap();
-    let child = Command::new(&exe)
-        .args(["start", "--rest-host", "127.0.0.1", "--rest-port", &port.to_string(), "--grpc-host", "127.0.0.1", "--grpc-port", &grpc.to_string(), "--project", PROJECT])
+    let mut cmd = Command::new(&exe);
+    cmd.args(["start", "--rest-host", "127.0.0.1", "--rest-port", &port.to_string(), "--grpc-host", "127.0.0.1", "--grpc-port", &grpc.to_string(), "--project", PROJECT])
         .env("HOME", venv.join("home"))
         .env("BQEMU_ENABLE_FORMAT_EXTENSIONS", "false")
         .stdout(Stdio::from(log.try_clone().unwrap()))
-        .stderr(Stdio::from(log))
-        .spawn()
-        .expect("start bqemulator");
+        .stderr(Stdio::from(log));
+    // The emulator must not outlive this test process. It is started from a thread that lives as
+    // long as the process, and asks the kernel to SIGTERM it when that thread (so the process) ends.
+    {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches no memory of ours.
+        #[allow(unsafe_code)]
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let child = cmd.spawn();
+        let ok = child.is_ok();
+        let _ = tx.send(child);
+        if ok {
+            loop {
+                std::thread::park();
+            }
+        }
+    });
+    let child = rx.recv().unwrap().expect("start bqemulator");
     let url = format!("http://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
