@@ -59,9 +59,9 @@ for table in sales orders monthly_totals; do
     python3 -c '
 import json, sys
 r = json.load(sys.stdin)
-cols = [f"{f["name"]}:{f["type"]}" for f in r["schema"]["fields"]]
-print(f"\ntest-proj.demo.'"$table"' ({r.get("totalRows")} rows shown of the first 5)")
-print("  " + " | ".join(cols))
+print()
+print("test-proj.demo.'"$table"'")
+print("  " + " | ".join("%s:%s" % (f["name"], f["type"]) for f in r["schema"]["fields"]))
 for row in r.get("rows", []):
     print("  " + " | ".join("NULL" if c["v"] is None else str(c["v"]) for c in row["f"]))
 '
