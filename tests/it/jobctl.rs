@@ -583,6 +583,7 @@ async fn configs_validate_offline_stored_and_online() {
 }
 
 /// Inserts a finished run directly (status tests need history without waiting for loads).
+#[allow(clippy::too_many_arguments)] // one column each, named at every call site
 async fn insert_run(
     db: &TestDb,
     config_id: i64,

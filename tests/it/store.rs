@@ -5,20 +5,7 @@ use sheettobigquery::store::{migrate, Store};
 use testkit::pg::TestDb;
 
 /// The table as the existing Python service created it, with rows in it.
-const PYTHON_SERVICE_SCHEMA: &str = "
-CREATE TABLE sheet_to_bigquery_configs (
-    id SERIAL PRIMARY KEY,
-    name VARCHAR(255) NOT NULL,
-    google_sheet_url TEXT NOT NULL,
-    google_cloud_project_id VARCHAR(255) NOT NULL,
-    bigquery_dataset_id VARCHAR(255) NOT NULL,
-    bigquery_table_id VARCHAR(255) NOT NULL,
-    schema_handling VARCHAR(50) DEFAULT 'auto_detect'
-);
-INSERT INTO sheet_to_bigquery_configs (name, google_sheet_url, google_cloud_project_id, bigquery_dataset_id, bigquery_table_id, schema_handling) VALUES
-  ('migration_test', 'https://docs.google.com/spreadsheets/d/1AbCdEfGhIjKlMnOp/edit#gid=0', 'hkd-reporting', 'test_dataset', 'migration_test', 'auto_detect'),
-  ('sales', 'https://docs.google.com/spreadsheets/d/2XyZ0123456789ab/edit#gid=5', 'hkd-reporting', 'reporting', 'sales', 'all_strings');
-";
+const PYTHON_SERVICE_SCHEMA: &str = include_str!("../fixtures/jobctl/python_service.sql");
 
 #[tokio::test]
 async fn migrations_create_a_fresh_schema_and_are_idempotent() {
@@ -55,7 +42,8 @@ async fn migrations_adopt_the_python_service_table_without_touching_rows() {
         .collect();
     let store = db.store().await;
     migrate::run(&store).await.unwrap();
-    let after: Vec<(i32, String, String, String, bool, i32, Option<chrono::DateTime<chrono::Utc>>, String)> = pg
+    type Adopted = (i32, String, String, String, bool, i32, Option<chrono::DateTime<chrono::Utc>>, String);
+    let after: Vec<Adopted> = pg
         .query(
             "SELECT id, name, google_sheet_url, kind, is_active, run_frequency_hours, last_run, migration_status FROM sheet_to_bigquery_configs ORDER BY id",
             &[],
@@ -65,7 +53,7 @@ async fn migrations_adopt_the_python_service_table_without_touching_rows() {
         .iter()
         .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5), r.get(6), r.get(7)))
         .collect();
-    assert_eq!(after.len(), 2);
+    assert_eq!(after.len(), 3);
     for (b, a) in before.iter().zip(&after) {
         assert_eq!((b.0, &b.1, &b.2), (a.0, &a.1, &a.2), "row untouched");
         assert_eq!((a.3.as_str(), a.4, a.5, a.6, a.7.as_str()), ("sheet_to_bigquery", true, 24, None, "service"));
@@ -76,7 +64,8 @@ async fn migrations_adopt_the_python_service_table_without_touching_rows() {
         let c = r.config.as_ref().unwrap_or_else(|e| panic!("{e}"));
         assert!(c.sheet().is_some());
     }
-    assert_eq!(rows[1].config.as_ref().unwrap().sheet().unwrap().gid, Some(5));
+    let sales = rows.iter().find(|r| r.name == "sales").expect("sales row");
+    assert_eq!(sales.config.as_ref().unwrap().sheet().unwrap().gid, Some(5));
     // Twice changes nothing.
     assert!(migrate::run(&store).await.unwrap().is_empty());
 }

@@ -168,7 +168,7 @@ async fn query(State(f): State<BigQueryFake>, Json(body): Json<Value>) -> Respon
     let Some(table) = sql.split('`').nth(1) else {
         return error(400, "INVALID_ARGUMENT", "invalidQuery", "unsupported query");
     };
-    let key = table.splitn(2, '.').nth(1).unwrap_or("").to_string();
+    let key = table.split_once('.').map(|(_, rest)| rest).unwrap_or("").to_string();
     let n = f.inner.lock().unwrap().tables.get(&key).copied().unwrap_or(0);
     Json(json!({"kind": "bigquery#queryResponse", "jobComplete": true, "totalRows": "1", "schema": {"fields": [{"name": "n", "type": "INTEGER", "mode": "NULLABLE"}]}, "rows": [{"f": [{"v": n.to_string()}]}]})).into_response()
 }
