@@ -80,9 +80,25 @@ impl Up {
     fn command(&self, args: &[&str], env: &[(&str, &str)]) -> tokio::process::Command {
         let mut c = tokio::process::Command::new(testkit::proc::bin("job"));
         for v in [
-            "DATABASE_URL", "POSTGRES_HOST", "POSTGRES_DB", "POSTGRES_USER", "POSTGRES_PASSWORD", "JOB_CONFIG_ID", "JOB_RUN_ID",
-            "JOB_RUN_ATTEMPT", "CLOUD_RUN_TASK_INDEX", "GOOGLE_APPLICATION_CREDENTIALS", "RUST_LOG", "ENVIRONMENT", "CLOUD_RUN_JOB",
-            "K_SERVICE", "IMPORT_BATCH_SIZE", "IMPORT_MAX_ROWS", "IMPORT_TIMEOUT_SECONDS", "IMPORT_BACKUP_DIR", "PG_DUMP",
+            "DATABASE_URL",
+            "POSTGRES_HOST",
+            "POSTGRES_DB",
+            "POSTGRES_USER",
+            "POSTGRES_PASSWORD",
+            "JOB_CONFIG_ID",
+            "JOB_RUN_ID",
+            "JOB_RUN_ATTEMPT",
+            "CLOUD_RUN_TASK_INDEX",
+            "GOOGLE_APPLICATION_CREDENTIALS",
+            "RUST_LOG",
+            "ENVIRONMENT",
+            "CLOUD_RUN_JOB",
+            "K_SERVICE",
+            "IMPORT_BATCH_SIZE",
+            "IMPORT_MAX_ROWS",
+            "IMPORT_TIMEOUT_SECONDS",
+            "IMPORT_BACKUP_DIR",
+            "PG_DUMP",
         ] {
             c.env_remove(v);
         }
@@ -142,7 +158,11 @@ async fn csv_insert_only_update_only_and_mixed() {
     let up = Up::new().await;
     let f = up.run(&up.csv("initial", "initial.csv", json!({})), &[], &[]).await;
     assert_ok(&f);
-    assert!(summary(&f).starts_with("inserted 3, updated 0, unchanged 0, rejected 0 into public.customers"), "{}", summary(&f));
+    assert!(
+        summary(&f).starts_with("inserted 3, updated 0, unchanged 0, rejected 0 into public.customers"),
+        "{}",
+        summary(&f)
+    );
     assert_eq!(f.last_line()["rows_written"], 3);
     assert_eq!(
         up.rows().await,
@@ -181,10 +201,18 @@ async fn sheet_insert_update_and_mixed() {
     let up = Up::new().await.with_sheets().await;
     let server = up.sheets.as_ref().unwrap().server().clone();
     let put = |rows: &[&[&str]]| {
-        server.put(Spreadsheet::new("upsertsheet01").with_tab(Tab::from_input("People", 0, rows.iter().map(|r| r.to_vec()))));
+        server.put(Spreadsheet::new("upsertsheet01").with_tab(Tab::from_input(
+            "People",
+            0,
+            rows.iter().map(|r| r.to_vec()),
+        )));
     };
     let header: &[&str] = &["Customer ID", "Full name", "E-mail", "Score", "Active", "Joined"];
-    put(&[header, &["1", "Alice", "a@x.io", "10.5", "TRUE", "2024-01-05"], &["2", "Bob", "b@x.io", "3", "FALSE", "2024-02-01"]]);
+    put(&[
+        header,
+        &["1", "Alice", "a@x.io", "10.5", "TRUE", "2024-01-05"],
+        &["2", "Bob", "b@x.io", "3", "FALSE", "2024-02-01"],
+    ]);
     let cfg = up.config(
         "sheet_people",
         json!({"sheet": {"google_sheet_url": "https://docs.google.com/spreadsheets/d/upsertsheet01/edit#gid=0", "window_rows": 1}}),
@@ -195,13 +223,23 @@ async fn sheet_insert_update_and_mixed() {
     assert_ok(&f);
     assert!(summary(&f).starts_with("inserted 2, updated 0, unchanged 0"), "{}", summary(&f));
 
-    put(&[header, &["2", "Bob", "b@x.io", "3", "FALSE", "2024-02-01"], &["1", "Alice", "a@x.io", "11", "TRUE", "2024-01-05"], &[], &["3", "Cy", "", "", "", ""]]);
+    put(&[
+        header,
+        &["2", "Bob", "b@x.io", "3", "FALSE", "2024-02-01"],
+        &["1", "Alice", "a@x.io", "11", "TRUE", "2024-01-05"],
+        &[],
+        &["3", "Cy", "", "", "", ""],
+    ]);
     let f = up.run(&cfg, &[], &[]).await;
     assert_ok(&f);
     assert!(summary(&f).starts_with("inserted 1, updated 1, unchanged 1, rejected 0"), "{}", summary(&f));
     assert_eq!(
         up.rows().await,
-        vec!["1|Alice|a@x.io|11.00|true|2024-01-05|untouched", "2|Bob|b@x.io|3.00|false|2024-02-01|untouched", "3|Cy|∅|∅|∅|∅|untouched"]
+        vec![
+            "1|Alice|a@x.io|11.00|true|2024-01-05|untouched",
+            "2|Bob|b@x.io|3.00|false|2024-02-01|untouched",
+            "3|Cy|∅|∅|∅|∅|untouched"
+        ]
     );
 
     // A bad cell is named by its sheet cell reference, and the table stays as it was.
@@ -240,7 +278,10 @@ async fn batched_mode_keeps_good_rows_and_records_bad_ones_in_the_ledger() {
     let cp = control.client().await;
     let cfg = up.csv("batched_bad", "batched_bad.csv", json!({"mode": "batched", "batch_size": 2}));
     let config_id: i64 = cp
-        .query_one("INSERT INTO sheet_to_bigquery_configs (name, kind, spec) VALUES ($1, 'postgres_upsert', $2) RETURNING id", &[&"batched_bad", &cfg["spec"]])
+        .query_one(
+            "INSERT INTO sheet_to_bigquery_configs (name, kind, spec) VALUES ($1, 'postgres_upsert', $2) RETURNING id",
+            &[&"batched_bad", &cfg["spec"]],
+        )
         .await
         .unwrap()
         .get(0);
@@ -252,10 +293,15 @@ async fn batched_mode_keeps_good_rows_and_records_bad_ones_in_the_ledger() {
         .await
         .unwrap()
         .get(0);
-    let child = up.command(&[], &[("DATABASE_URL", &control.url), ("JOB_RUN_ID", &run_id.to_string())]).spawn().unwrap();
+    let child =
+        up.command(&[], &[("DATABASE_URL", &control.url), ("JOB_RUN_ID", &run_id.to_string())]).spawn().unwrap();
     let f = testkit::proc::finish(child, Duration::from_secs(60)).await;
     assert_ok(&f);
-    assert!(summary(&f).starts_with("partial success: inserted 3, updated 0, unchanged 0, rejected 5"), "{}", summary(&f));
+    assert!(
+        summary(&f).starts_with("partial success: inserted 3, updated 0, unchanged 0, rejected 5"),
+        "{}",
+        summary(&f)
+    );
     assert_eq!(
         up.rows().await,
         vec![
@@ -265,18 +311,28 @@ async fn batched_mode_keeps_good_rows_and_records_bad_ones_in_the_ledger() {
         ]
     );
 
-    let run = cp.query_one("SELECT status, rows_read, rows_written, details FROM job_runs WHERE id = $1", &[&run_id]).await.unwrap();
+    let run = cp
+        .query_one("SELECT status, rows_read, rows_written, details FROM job_runs WHERE id = $1", &[&run_id])
+        .await
+        .unwrap();
     assert_eq!(run.get::<_, String>(0), "succeeded");
     assert_eq!((run.get::<_, Option<i64>>(1), run.get::<_, Option<i64>>(2)), (Some(8), Some(3)));
     let details: Value = run.get(3);
     assert_eq!(details["outcome"], "partial_success", "{details}");
-    assert_eq!((details["inserted"].as_u64(), details["rejected"].as_u64(), details["rejected_recorded"].as_u64()), (Some(3), Some(5), Some(5)));
+    assert_eq!(
+        (details["inserted"].as_u64(), details["rejected"].as_u64(), details["rejected_recorded"].as_u64()),
+        (Some(3), Some(5), Some(5))
+    );
 
     let results = cp
-        .query("SELECT row_number, cell_ref, key, reason FROM import_results WHERE run_id = $1 ORDER BY row_number", &[&run_id])
+        .query(
+            "SELECT row_number, cell_ref, key, reason FROM import_results WHERE run_id = $1 ORDER BY row_number",
+            &[&run_id],
+        )
         .await
         .unwrap();
-    let got: Vec<(i64, Option<String>, Value, String)> = results.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))).collect();
+    let got: Vec<(i64, Option<String>, Value, String)> =
+        results.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))).collect();
     assert_eq!(got.iter().map(|r| r.0).collect::<Vec<_>>(), vec![3, 4, 5, 7, 8], "{got:?}");
     assert!(got[0].3.contains("customers_score_check"), "{:?}", got[0]);
     assert_eq!(got[0].2, json!({"id": "11"}));
@@ -301,7 +357,10 @@ async fn duplicate_keys_inside_the_source_are_refused_in_atomic_mode() {
 #[tokio::test]
 async fn missing_unique_index_is_reported_with_the_statement_and_created_on_request() {
     let up = Up::new().await;
-    up.pg.batch_execute("CREATE TABLE plain (id integer, name text); INSERT INTO plain VALUES (1, 'a'), (1, 'b')").await.unwrap();
+    up.pg
+        .batch_execute("CREATE TABLE plain (id integer, name text); INSERT INTO plain VALUES (1, 'a'), (1, 'b')")
+        .await
+        .unwrap();
     let extra = json!({"target": {"table": "plain"}});
     let err = assert_failed(&up.run(&up.csv("plain", "duplicates.csv", extra.clone()), &[], &[]).await, 4);
     assert!(err.contains(r#"CREATE UNIQUE INDEX CONCURRENTLY "plain_id_key" ON "public"."plain" ("id");"#), "{err}");
@@ -313,7 +372,12 @@ async fn missing_unique_index_is_reported_with_the_statement_and_created_on_requ
     up.pg.batch_execute("DELETE FROM plain WHERE name = 'b'").await.unwrap();
     let f = up.run(&up.csv("plain3", "duplicates.csv", create), &[], &[]).await;
     assert_ok(&f);
-    let n: i64 = up.pg.query_one("SELECT count(*) FROM pg_indexes WHERE tablename = 'plain' AND indexname = 'plain_id_key'", &[]).await.unwrap().get(0);
+    let n: i64 = up
+        .pg
+        .query_one("SELECT count(*) FROM pg_indexes WHERE tablename = 'plain' AND indexname = 'plain_id_key'", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(n, 1);
     assert!(summary(&f).contains("inserted 1, updated 1, unchanged 0, rejected 1"), "{}", summary(&f));
 }
@@ -333,7 +397,10 @@ async fn wait_for_lock_waits(up: &Up, names: &[&str]) {
     loop {
         let n: i64 = up
             .pg
-            .query_one("SELECT count(*) FROM pg_stat_activity WHERE application_name = ANY($1) AND wait_event_type = 'Lock'", &[&apps])
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = ANY($1) AND wait_event_type = 'Lock'",
+                &[&apps],
+            )
             .await
             .unwrap()
             .get(0);
@@ -350,7 +417,10 @@ async fn wait_for_backends_gone(up: &Up, name: &str) {
     loop {
         let n: i64 = up
             .pg
-            .query_one("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1", &[&format!("sheettobigquery {name}")])
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+                &[&format!("sheettobigquery {name}")],
+            )
             .await
             .unwrap()
             .get(0);
@@ -386,7 +456,10 @@ async fn sigterm_in_the_middle_of_an_atomic_import_rolls_back_and_exits_130() {
     wait_for_lock_waits(&up, &["sigterm_import"]).await;
     let sent = Instant::now();
     testkit::proc::signal(&child, libc::SIGTERM);
-    let status = tokio::time::timeout(Duration::from_secs(10), child.wait()).await.expect("exits within the grace period").unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("exits within the grace period")
+        .unwrap();
     assert!(sent.elapsed() < Duration::from_secs(10));
     assert_eq!(status.code(), Some(130));
     // The statement was cancelled: the import's backend goes away without waiting for the lock.
@@ -420,7 +493,11 @@ async fn two_overlapping_imports_both_finish_without_table_locks() {
     up.seed().await;
     let locker = hold_row_lock(&up).await;
     let a = up.config("overlap_a", json!({"csv": {"path": lock_csv(&up, "a.csv", "A", 100..105)}}), json!({}));
-    let b = up.config("overlap_b", json!({"csv": {"path": lock_csv(&up, "b.csv", "B", 200..205)}}), json!({"mode": "batched", "batch_size": 3}));
+    let b = up.config(
+        "overlap_b",
+        json!({"csv": {"path": lock_csv(&up, "b.csv", "B", 200..205)}}),
+        json!({"mode": "batched", "batch_size": 100}),
+    );
     let ca = up.spawn(&a, &[], &[]);
     let cb = up.spawn(&b, &[], &[]);
     wait_for_lock_waits(&up, &["overlap_a", "overlap_b"]).await;
@@ -441,7 +518,10 @@ async fn two_overlapping_imports_both_finish_without_table_locks() {
         .collect();
     assert!(modes.contains(&"RowExclusiveLock".to_string()), "{modes:?}");
     for m in &modes {
-        assert!(["AccessShareLock", "RowShareLock", "RowExclusiveLock"].contains(&m.as_str()), "table lock {m} taken: {modes:?}");
+        assert!(
+            ["AccessShareLock", "RowShareLock", "RowExclusiveLock"].contains(&m.as_str()),
+            "table lock {m} taken: {modes:?}"
+        );
     }
 
     locker.batch_execute("ROLLBACK").await.unwrap();
@@ -451,10 +531,18 @@ async fn two_overlapping_imports_both_finish_without_table_locks() {
     assert_ok(&fb);
     let rows = up.rows().await;
     assert_eq!(rows.len(), 3 + 1 + 5 + 5, "{rows:?}");
-    // No lost update: the shared keys all carry the values of one import (the later commit).
-    let shared: Vec<&str> = rows.iter().filter(|r| ["1|", "2|", "3|", "1000|"].iter().any(|p| r.starts_with(p))).map(|r| r.split('|').nth(1).unwrap()).collect();
+    // No lost update: each import is one transaction here (B's single batch holds all its rows),
+    // so the shared keys all carry the values of one import, the later commit.
+    let shared: Vec<&str> = rows
+        .iter()
+        .filter(|r| ["1|", "2|", "3|", "1000|"].iter().any(|p| r.starts_with(p)))
+        .map(|r| r.split('|').nth(1).unwrap())
+        .collect();
     assert!(shared.iter().all(|n| *n == "A") || shared.iter().all(|n| *n == "B"), "{shared:?}");
-    assert!(rows.iter().any(|r| r.starts_with("104|A new")) && rows.iter().any(|r| r.starts_with("204|B new")), "{rows:?}");
+    assert!(
+        rows.iter().any(|r| r.starts_with("104|A new")) && rows.iter().any(|r| r.starts_with("204|B new")),
+        "{rows:?}"
+    );
 }
 
 #[tokio::test]
@@ -462,15 +550,25 @@ async fn test_only_checks_everything_and_writes_nothing() {
     let up = Up::new().await;
     up.pg.batch_execute("CREATE TABLE plain (id integer, name text)").await.unwrap();
     let backups = up.dir.path().join("backups");
-    let cfg = up.csv("preflight", "duplicates.csv", json!({"target": {"table": "plain", "create_unique_index": true}, "backup_dir": backups.to_str().unwrap()}));
+    let cfg = up.csv(
+        "preflight",
+        "duplicates.csv",
+        json!({"target": {"table": "plain", "create_unique_index": true}, "backup_dir": backups.to_str().unwrap()}),
+    );
     let f = up.run(&cfg, &["--test-only"], &[("ENVIRONMENT", "production")]).await;
     assert_ok(&f);
     let s = summary(&f);
-    assert!(s.contains("pre-flight passed for public.plain") && s.contains("key index (would be created)") && s.contains("backup"), "{s}");
+    assert!(
+        s.contains("pre-flight passed for public.plain")
+            && s.contains("key index (would be created)")
+            && s.contains("backup"),
+        "{s}"
+    );
     assert!(s.contains("3 source rows") && s.contains("nothing was written"), "{s}");
     let n: i64 = up.pg.query_one("SELECT count(*) FROM plain", &[]).await.unwrap().get(0);
     assert_eq!(n, 0);
-    let ix: i64 = up.pg.query_one("SELECT count(*) FROM pg_indexes WHERE tablename = 'plain'", &[]).await.unwrap().get(0);
+    let ix: i64 =
+        up.pg.query_one("SELECT count(*) FROM pg_indexes WHERE tablename = 'plain'", &[]).await.unwrap().get(0);
     assert_eq!(ix, 0, "no index created");
     let files: Vec<_> = std::fs::read_dir(&backups).map(|d| d.flatten().collect()).unwrap_or_default();
     assert!(files.is_empty(), "no backup written: {files:?}");
@@ -488,23 +586,38 @@ async fn production_requires_a_backup() {
     let before = up.rows().await;
     let prod = [("ENVIRONMENT", "production")];
 
-    let f = up.run(&up.csv("prod_skip", "mixed.csv", json!({"backup_dir": up.dir.path().to_str().unwrap()})), &["--skip-backup"], &prod).await;
+    let f = up
+        .run(
+            &up.csv("prod_skip", "mixed.csv", json!({"backup_dir": up.dir.path().to_str().unwrap()})),
+            &["--skip-backup"],
+            &prod,
+        )
+        .await;
     let err = assert_failed(&f, 2);
     assert!(err.contains("--skip-backup is refused in production"), "{err}");
 
     let err = assert_failed(&up.run(&up.csv("prod_nodir", "mixed.csv", json!({})), &[], &prod).await, 2);
-    assert!(err.contains("refusing to write in production without a backup") && err.contains("IMPORT_BACKUP_DIR"), "{err}");
+    assert!(
+        err.contains("refusing to write in production without a backup") && err.contains("IMPORT_BACKUP_DIR"),
+        "{err}"
+    );
 
     let blocker = up.dir.path().join("a-file");
     std::fs::write(&blocker, "x").unwrap();
     let unwritable = blocker.join("backups");
     let cfg = up.csv("prod_unwritable", "mixed.csv", json!({"backup_dir": unwritable.to_str().unwrap()}));
     let err = assert_failed(&up.run(&cfg, &[], &prod).await, 4);
-    assert!(err.contains("refusing to write in production without a backup") && err.contains("cannot be created"), "{err}");
+    assert!(
+        err.contains("refusing to write in production without a backup") && err.contains("cannot be created"),
+        "{err}"
+    );
 
     let good = up.dir.path().join("backups");
     let cfg = up.csv("prod_ok", "mixed.csv", json!({"backup_dir": good.to_str().unwrap()}));
-    let err = assert_failed(&up.run(&cfg, &[], &[("ENVIRONMENT", "production"), ("PG_DUMP", "/nonexistent/pg_dump")]).await, 4);
+    let err = assert_failed(
+        &up.run(&cfg, &[], &[("ENVIRONMENT", "production"), ("PG_DUMP", "/nonexistent/pg_dump")]).await,
+        4,
+    );
     assert!(err.contains("refusing to write in production without a backup"), "{err}");
     assert_eq!(up.rows().await, before, "nothing written by the refused runs");
 
@@ -514,7 +627,13 @@ async fn production_requires_a_backup() {
     let line = f.line("backup of the target table taken").expect("backup line");
     let path = PathBuf::from(line["path"].as_str().unwrap());
     assert!(path.starts_with(&good) && path.exists(), "{line}");
-    assert!(line["restore"].as_str().unwrap().starts_with("pg_restore --dbname \"$UPSERT_TARGET_URL\" --clean --if-exists --single-transaction"), "{line}");
+    assert!(
+        line["restore"]
+            .as_str()
+            .unwrap()
+            .starts_with("pg_restore --dbname \"$UPSERT_TARGET_URL\" --clean --if-exists --single-transaction"),
+        "{line}"
+    );
     assert!(!f.stdout.contains(&up.target.url), "the target URL never appears in the log");
     let list = std::process::Command::new("pg_restore").arg("--list").arg(&path).output().unwrap();
     assert!(list.status.success() && String::from_utf8_lossy(&list.stdout).contains("TABLE DATA public customers"));
@@ -532,4 +651,40 @@ async fn bad_spec_fails_with_field_named_errors() {
     let cfg = up.csv("no_env", "initial.csv", json!({"target": {"connection_env": "NOT_SET_ANYWHERE"}}));
     let err = assert_failed(&up.run(&cfg, &[], &[]).await, 2);
     assert!(err.contains("environment variable NOT_SET_ANYWHERE is not set"), "{err}");
+}
+
+/// Serves `body` once over plain HTTP on a free port; returns the base URL.
+async fn serve_once(body: Vec<u8>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let _ = sock.read(&mut buf).await;
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/csv\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        sock.write_all(head.as_bytes()).await.unwrap();
+        sock.write_all(&body).await.unwrap();
+        sock.shutdown().await.unwrap();
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn csv_from_a_url_in_latin1_with_semicolons() {
+    let up = Up::new().await;
+    // "Zoë" in ISO-8859-1 is 5A 6F EB.
+    let mut body = b"id;name;joined\n1;Zo".to_vec();
+    body.extend_from_slice(&[0xEB]);
+    body.extend_from_slice(b";2024-01-05\n2;Bob;\n");
+    let url = format!("{}/export.csv?token=s3cr3t-token", serve_once(body).await);
+    let cfg = up.config("from_url", json!({"csv": {"path": url, "delimiter": ";", "encoding": "latin1"}}), json!({}));
+    let f = up.run(&cfg, &[], &[]).await;
+    assert_ok(&f);
+    assert!(summary(&f).starts_with("inserted 2"), "{}", summary(&f));
+    assert!(!f.stdout.contains("s3cr3t-token"), "the URL's query is never logged");
+    assert_eq!(up.rows().await, vec!["1|Zoë|∅|∅|∅|2024-01-05|untouched", "2|Bob|∅|∅|∅|∅|untouched"]);
 }

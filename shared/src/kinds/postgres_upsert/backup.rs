@@ -31,7 +31,10 @@ impl Environment {
     /// From `ENVIRONMENT`, else Cloud Run detection; returns the environment and how it was found.
     pub fn detect() -> JobResult<(Environment, &'static str)> {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
-        Environment::from_vars(var("ENVIRONMENT").as_deref(), var("CLOUD_RUN_JOB").is_some() || var("K_SERVICE").is_some())
+        Environment::from_vars(
+            var("ENVIRONMENT").as_deref(),
+            var("CLOUD_RUN_JOB").is_some() || var("K_SERVICE").is_some(),
+        )
     }
 
     pub fn from_vars(env: Option<&str>, on_cloud_run: bool) -> JobResult<(Environment, &'static str)> {
@@ -77,13 +80,18 @@ pub async fn plan(dir: Option<&Path>) -> JobResult<BackupPlan> {
         .await
         .map_err(|e| JobError::destination(format!("cannot run {} for the backup: {e}", pg_dump.display())))?;
     if !out.status.success() {
-        return Err(JobError::destination(format!("{} --version failed: {}", pg_dump.display(), String::from_utf8_lossy(&out.stderr).trim())));
+        return Err(JobError::destination(format!(
+            "{} --version failed: {}",
+            pg_dump.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
     }
     let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
     std::fs::create_dir_all(dir)
         .map_err(|e| JobError::destination(format!("backup directory {} cannot be created: {e}", dir.display())))?;
     let probe = dir.join(format!(".stb-probe-{}", std::process::id()));
-    std::fs::write(&probe, b"probe").map_err(|e| JobError::destination(format!("backup directory {} is not writable: {e}", dir.display())))?;
+    std::fs::write(&probe, b"probe")
+        .map_err(|e| JobError::destination(format!("backup directory {} is not writable: {e}", dir.display())))?;
     let _ = std::fs::remove_file(&probe);
     Ok(BackupPlan { pg_dump, dir: dir.to_path_buf(), version })
 }
@@ -95,7 +103,13 @@ pub fn restore_command(connection_env: &str, file: &Path) -> String {
 
 /// Dumps `schema.table` (definition and data, custom format) into the plan's directory and
 /// returns the file. The password reaches `pg_dump` through its environment, never its arguments.
-pub async fn dump(plan: &BackupPlan, config: &tokio_postgres::Config, schema: &str, table: &str, tag: &str) -> JobResult<PathBuf> {
+pub async fn dump(
+    plan: &BackupPlan,
+    config: &tokio_postgres::Config,
+    schema: &str,
+    table: &str,
+    tag: &str,
+) -> JobResult<PathBuf> {
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
     let file = plan.dir.join(format!("{schema}.{table}-{stamp}-{tag}.dump"));
     let partial = file.with_extension("dump.partial");
@@ -109,7 +123,9 @@ pub async fn dump(plan: &BackupPlan, config: &tokio_postgres::Config, schema: &s
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    for v in ["PGHOST", "PGHOSTADDR", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE", "PGSERVICE", "PGSSLMODE", "PGOPTIONS"] {
+    for v in
+        ["PGHOST", "PGHOSTADDR", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE", "PGSERVICE", "PGSSLMODE", "PGOPTIONS"]
+    {
         cmd.env_remove(v);
     }
     let hosts: Vec<String> = config
@@ -142,10 +158,8 @@ pub async fn dump(plan: &BackupPlan, config: &tokio_postgres::Config, schema: &s
         _ => "prefer",
     };
     cmd.env("PGSSLMODE", sslmode).env("PGAPPNAME", "sheettobigquery backup");
-    let out = cmd
-        .output()
-        .await
-        .map_err(|e| JobError::destination(format!("cannot run {}: {e}", plan.pg_dump.display())))?;
+    let out =
+        cmd.output().await.map_err(|e| JobError::destination(format!("cannot run {}: {e}", plan.pg_dump.display())))?;
     if !out.status.success() {
         let _ = std::fs::remove_file(&partial);
         return Err(JobError::destination(format!(

@@ -76,6 +76,11 @@ fn full_msg(e: &tokio_postgres::Error) -> String {
     m
 }
 
+/// Says in an atomic-mode error that the table was left as it was.
+fn nothing_imported(e: JobError) -> JobError {
+    JobError { message: format!("{}; nothing was imported (atomic mode)", e.message), ..e }
+}
+
 /// Everything the import needs from the unit.
 pub struct Engine<'a> {
     pub client: &'a Client,
@@ -125,7 +130,6 @@ impl Engine<'_> {
     }
 
     async fn atomic_inner(&self, rows: &mut Rows, log: &mut RejectLog) -> JobResult<Counts> {
-        let nothing = "; nothing was imported (atomic mode)";
         self.exec("BEGIN", "starting the import transaction").await?;
         self.exec(&self.st.create_stage_atomic, "creating the staging table").await?;
         let sink = self
@@ -136,7 +140,7 @@ impl Engine<'_> {
         let mut sink = std::pin::pin!(sink);
         let mut counts = Counts::default();
         let mut refused = false;
-        while let Some(chunk) = rows.next().await.map_err(|e| JobError { message: format!("{}{nothing}", e.message), ..e })? {
+        while let Some(chunk) = rows.next().await.map_err(nothing_imported)? {
             counts.read += chunk.read;
             counts.blank += chunk.blank;
             if !chunk.rejects.is_empty() {
@@ -144,24 +148,20 @@ impl Engine<'_> {
                 log.extend(chunk.rejects);
             }
             if !refused && !chunk.buf.is_empty() {
-                sink.send(chunk.buf.freeze()).await.map_err(|e| self.db_error(&e, "staging rows").context("COPY"))?;
+                sink.send(chunk.buf.freeze()).await.map_err(|e| nothing_imported(self.db_error(&e, "staging rows")))?;
             }
             (self.progress)(counts.read, self.total);
         }
         if refused {
-            return Err(JobError::validation(format!(
-                "{} of {} source rows cannot be imported (first: {}){nothing}",
+            return Err(nothing_imported(JobError::validation(format!(
+                "{} of {} source rows cannot be imported (first: {})",
                 log.total,
                 counts.read,
                 log.messages().first().cloned().unwrap_or_default()
-            ))
+            )))
             .with_details(log.messages()));
         }
-        let staged = sink
-            .as_mut()
-            .finish()
-            .await
-            .map_err(|e| JobError { message: format!("{}{nothing}", self.db_error(&e, "staging rows").message), ..self.db_error(&e, "staging rows") })?;
+        let staged = sink.as_mut().finish().await.map_err(|e| nothing_imported(self.db_error(&e, "staging rows")))?;
         tracing::info!(rows = staged, "rows staged");
 
         let dups = self
@@ -186,18 +186,18 @@ impl Engine<'_> {
                     });
                 }
             }
-            return Err(JobError::validation(format!(
-                "the source has {groups} duplicated key(s), e.g. {}{nothing}",
+            return Err(nothing_imported(JobError::validation(format!(
+                "the source has {groups} duplicated key(s), e.g. {}",
                 lines[0]
-            ))
+            )))
             .with_details(lines));
         }
 
-        let (inserted, updated) = self.upsert_with_retry().await.map_err(|e| JobError { message: format!("{}{nothing}", e.message), ..e })?;
-        self.client.batch_execute("COMMIT").await.map_err(|e| {
-            let je = self.db_error(&e, "committing the import");
-            JobError { message: format!("{}{nothing}", je.message), ..je }
-        })?;
+        let (inserted, updated) = self.upsert_with_retry().await.map_err(nothing_imported)?;
+        self.client
+            .batch_execute("COMMIT")
+            .await
+            .map_err(|e| nothing_imported(self.db_error(&e, "committing the import")))?;
         counts.inserted = inserted;
         counts.updated = updated;
         counts.unchanged = staged - inserted - updated;
@@ -244,7 +244,13 @@ impl Engine<'_> {
         }
     }
 
-    async fn batched_inner(&self, rows: &mut Rows, log: &mut RejectLog, batch_size: u64, counts: &mut Counts) -> JobResult<()> {
+    async fn batched_inner(
+        &self,
+        rows: &mut Rows,
+        log: &mut RejectLog,
+        batch_size: u64,
+        counts: &mut Counts,
+    ) -> JobResult<()> {
         self.exec(&self.st.create_stage_batched, "creating the staging table").await?;
         self.exec(&self.st.create_seen, "creating the key table").await?;
         let mut pending = Chunk::default();
@@ -291,10 +297,14 @@ impl Engine<'_> {
                     let _ = self.client.batch_execute("ROLLBACK").await;
                     if retryable(&e) && attempt < TRIES {
                         tracing::warn!(attempt, error = %pg_msg(&e), "batch hit a deadlock or serialization failure; retrying");
-                        tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt) + fastrand::u64(0..100))).await;
+                        tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt) + fastrand::u64(0..100)))
+                            .await;
                         continue;
                     }
-                    return Err(self.db_error(&e, &format!("importing rows {}-{} into {}", spans[0].row, spans[spans.len() - 1].row, self.table)));
+                    return Err(self.db_error(
+                        &e,
+                        &format!("importing rows {}-{} into {}", spans[0].row, spans[spans.len() - 1].row, self.table),
+                    ));
                 }
             }
         }
@@ -321,9 +331,17 @@ impl Engine<'_> {
                         let fields = split_copy_line(&bytes[s.start..s.end]);
                         let mut key = Map::new();
                         for (k, pos) in &self.key_pos {
-                            key.insert(k.clone(), fields.get(*pos).cloned().flatten().map_or(Value::Null, Value::String));
+                            key.insert(
+                                k.clone(),
+                                fields.get(*pos).cloned().flatten().map_or(Value::Null, Value::String),
+                            );
                         }
-                        rejects.push(Reject { row: s.row, cell: None, key: Some(Value::Object(key)), reason: full_msg(&e) });
+                        rejects.push(Reject {
+                            row: s.row,
+                            cell: None,
+                            key: Some(Value::Object(key)),
+                            reason: full_msg(&e),
+                        });
                     } else {
                         let m = (a + b) / 2;
                         stack.push((m, b));

@@ -197,7 +197,10 @@ impl Unit for PostgresUpsertUnit {
         let backup_plan = if env == Environment::Production || (s.backup_dir.is_some() && !ctx.options.skip_backup) {
             Some(backup::plan(s.backup_dir.as_deref()).await.map_err(|e| {
                 if env == Environment::Production {
-                    JobError { message: format!("refusing to write in production without a backup: {}", e.message), ..e }
+                    JobError {
+                        message: format!("refusing to write in production without a backup: {}", e.message),
+                        ..e
+                    }
                 } else {
                     e
                 }
@@ -240,13 +243,8 @@ impl Unit for PostgresUpsertUnit {
             details["index_created"] = json!(ix);
         }
         let st = target::statements(&table, &prep.cols, &s.target.key_columns);
-        let key_pos = prep
-            .cols
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| c.is_key)
-            .map(|(i, c)| (c.column.clone(), i + 1))
-            .collect();
+        let key_pos =
+            prep.cols.iter().enumerate().filter(|(_, c)| c.is_key).map(|(i, c)| (c.column.clone(), i + 1)).collect();
         let mut rows = match (&s.source, csv_file.as_ref(), sheet_rows.take()) {
             (SourceSpec::Csv(c), Some(f), _) => {
                 let chunk_rows = if s.mode == Mode::Batched { s.batch_size as usize } else { 4_096 };
@@ -284,7 +282,8 @@ impl Unit for PostgresUpsertUnit {
         let counts = match result {
             Ok(c) => c,
             Err(mut e) => {
-                log.flush(ledger, import::RECORD_CAP_ATOMIC.max(if s.mode == Mode::Batched { import::RECORD_CAP } else { 0 })).await;
+                let cap = if s.mode == Mode::Batched { import::RECORD_CAP } else { import::RECORD_CAP_ATOMIC };
+                log.flush(ledger, cap).await;
                 if log.total > 0 && e.details.is_empty() {
                     e.details = log.messages();
                 }

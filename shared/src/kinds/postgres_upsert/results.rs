@@ -31,7 +31,9 @@ impl RejectLog {
             let key = r.key.as_ref().map(Value::to_string).unwrap_or_default();
             tracing::warn!(row = r.row, cell = r.cell.as_deref(), key = %key, reason = %r.reason, "row rejected");
         } else if self.total == LOGGED + 1 {
-            tracing::warn!("more rows rejected; further rejections are counted (and recorded in import_results) but not logged");
+            tracing::warn!(
+                "more rows rejected; further rejections are counted (and recorded in import_results) but not logged"
+            );
         }
         if self.sample.len() < SAMPLE {
             self.sample.push(r.clone());

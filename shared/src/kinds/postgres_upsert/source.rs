@@ -66,7 +66,11 @@ impl Chunk {
     pub fn append(&mut self, other: Chunk) {
         let base = self.buf.len();
         self.buf.extend_from_slice(&other.buf);
-        self.spans.extend(other.spans.into_iter().map(|s| Span { row: s.row, start: s.start + base, end: s.end + base }));
+        self.spans.extend(other.spans.into_iter().map(|s| Span {
+            row: s.row,
+            start: s.start + base,
+            end: s.end + base,
+        }));
         self.rejects.extend(other.rejects);
         self.read += other.read;
         self.blank += other.blank;
@@ -129,7 +133,12 @@ impl Preparer {
             };
             if let Err(reason) = res {
                 chunk.buf.truncate(start);
-                chunk.rejects.push(Reject { row, cell: Some(self.cell_ref(c.src, row)), key: Some(self.key_of(cells)), reason });
+                chunk.rejects.push(Reject {
+                    row,
+                    cell: Some(self.cell_ref(c.src, row)),
+                    key: Some(self.key_of(cells)),
+                    reason,
+                });
                 return;
             }
         }
@@ -160,14 +169,22 @@ fn normalise(h: &str) -> String {
 
 /// Maps the source headers to target columns (explicit `columns`, or by name), checks the key
 /// columns are fed, and picks each column's type family.
-pub fn plan_columns(headers: &[String], target: &TargetSpec, table: &Table, tab: Option<String>, first_col: u32) -> JobResult<Preparer> {
+pub fn plan_columns(
+    headers: &[String],
+    target: &TargetSpec,
+    table: &Table,
+    tab: Option<String>,
+    first_col: u32,
+) -> JobResult<Preparer> {
     let find_header = |h: &str| {
         headers.iter().position(|x| x.trim() == h).or_else(|| {
-            let hits: Vec<usize> = headers.iter().enumerate().filter(|(_, x)| x.trim().eq_ignore_ascii_case(h)).map(|(i, _)| i).collect();
+            let hits: Vec<usize> =
+                headers.iter().enumerate().filter(|(_, x)| x.trim().eq_ignore_ascii_case(h)).map(|(i, _)| i).collect();
             (hits.len() == 1).then(|| hits[0])
         })
     };
-    let header_list = || headers.iter().filter(|h| !h.trim().is_empty()).map(|h| format!("{h:?}")).collect::<Vec<_>>().join(", ");
+    let header_list =
+        || headers.iter().filter(|h| !h.trim().is_empty()).map(|h| format!("{h:?}")).collect::<Vec<_>>().join(", ");
     let mut problems = Vec::new();
     let mut pairs: Vec<(usize, String, Option<String>)> = Vec::new();
     if target.columns.is_empty() {
@@ -222,17 +239,32 @@ pub fn plan_columns(headers: &[String], target: &TargetSpec, table: &Table, tab:
             continue;
         }
         if tc.identity_always {
-            problems.push(format!("column {name:?} of {} is GENERATED ALWAYS AS IDENTITY and cannot be written", table.display));
+            problems.push(format!(
+                "column {name:?} of {} is GENERATED ALWAYS AS IDENTITY and cannot be written",
+                table.display
+            ));
             continue;
         }
-        let family = declared.as_deref().and_then(Family::from_declared).unwrap_or_else(|| Family::from_pg(&tc.base_type, tc.typmod));
-        cols.push(PrepCol { src, header: headers[src].trim().to_string(), column: name, family, is_key: target.key_columns.contains(&tc.name) });
+        let family = declared
+            .as_deref()
+            .and_then(Family::from_declared)
+            .unwrap_or_else(|| Family::from_pg(&tc.base_type, tc.typmod));
+        cols.push(PrepCol {
+            src,
+            header: headers[src].trim().to_string(),
+            column: name,
+            family,
+            is_key: target.key_columns.contains(&tc.name),
+        });
     }
     for k in &target.key_columns {
         if !table.columns.iter().any(|c| &c.name == k) {
             problems.push(format!("spec.target.key_columns: {} has no column {k:?}", table.display));
         } else if !cols.iter().any(|c| &c.column == k) && problems.is_empty() {
-            problems.push(format!("spec.target.key_columns: key column {k:?} is not fed by any source header (headers: {})", header_list()));
+            problems.push(format!(
+                "spec.target.key_columns: key column {k:?} is not fed by any source header (headers: {})",
+                header_list()
+            ));
         }
     }
     if cols.is_empty() && problems.is_empty() {
@@ -260,7 +292,10 @@ pub async fn open_csv(spec: &CsvSpec) -> JobResult<(CsvFile, Vec<String>)> {
     } else {
         let path = PathBuf::from(&spec.path);
         if !path.is_file() {
-            return Err(JobError::source(format!("spec.source.csv.path: {} does not exist or is not a file", path.display())));
+            return Err(JobError::source(format!(
+                "spec.source.csv.path: {} does not exist or is not a file",
+                path.display()
+            )));
         }
         CsvFile { path, _download: None }
     };
@@ -272,7 +307,10 @@ pub async fn open_csv(spec: &CsvSpec) -> JobResult<(CsvFile, Vec<String>)> {
         for (i, f) in rec.iter().enumerate() {
             let f = if i == 0 { f.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(f) } else { f };
             let h = decode(s.encoding, f).ok_or_else(|| {
-                JobError::source(format!("the CSV header is not valid {} (set spec.source.csv.encoding)", s.encoding.name()))
+                JobError::source(format!(
+                    "the CSV header is not valid {} (set spec.source.csv.encoding)",
+                    s.encoding.name()
+                ))
             })?;
             out.push(h.trim().to_string());
         }
@@ -302,7 +340,8 @@ async fn download(url: &str) -> JobResult<CsvFile> {
     if !resp.status().is_success() {
         return Err(JobError::source(format!("downloading {shown}: HTTP {}", resp.status())));
     }
-    let mut tmp = tempfile::NamedTempFile::new().map_err(|e| JobError::internal(format!("creating a temporary file: {e}")))?;
+    let mut tmp =
+        tempfile::NamedTempFile::new().map_err(|e| JobError::internal(format!("creating a temporary file: {e}")))?;
     let mut stream = resp.bytes_stream();
     let mut w = std::io::BufWriter::new(tmp.as_file_mut());
     while let Some(part) = stream.next().await {
@@ -361,7 +400,13 @@ pub async fn count_csv_rows(file: &CsvFile, spec: &CsvSpec) -> JobResult<u64> {
 
 /// Streams the CSV's data rows as prepared chunks of at most `chunk_rows` rows from a reader
 /// thread. The thread stops when the receiver is dropped.
-pub fn stream_csv(file: &CsvFile, spec: &CsvSpec, prep: Arc<Preparer>, chunk_rows: usize, max_rows: u64) -> mpsc::Receiver<JobResult<Chunk>> {
+pub fn stream_csv(
+    file: &CsvFile,
+    spec: &CsvSpec,
+    prep: Arc<Preparer>,
+    chunk_rows: usize,
+    max_rows: u64,
+) -> mpsc::Receiver<JobResult<Chunk>> {
     let (tx, rx) = mpsc::channel::<JobResult<Chunk>>(4);
     let (path, s) = (file.path.clone(), spec.clone());
     std::thread::Builder::new()
@@ -463,14 +508,17 @@ pub async fn open_sheet(client: &SheetsClient, s: &SheetSpec, max_rows: u64) -> 
     let list = || tabs.iter().map(|t| format!("{:?} (gid {})", t.title, t.sheet_id)).collect::<Vec<_>>().join(", ");
     let pick = |f: &dyn Fn(&TabInfo) -> bool| tabs.iter().find(|t| f(t)).cloned();
     let tab = if let Some(title) = range.tab.as_ref().or(s.worksheet.as_ref()) {
-        pick(&|t| &t.title == title)
-            .or_else(|| pick(&|t| t.title.eq_ignore_ascii_case(title)))
-            .ok_or_else(|| JobError::source(format!("spreadsheet {} has no tab named {title:?} (tabs: {})", s.spreadsheet_id, list())))?
+        pick(&|t| &t.title == title).or_else(|| pick(&|t| t.title.eq_ignore_ascii_case(title))).ok_or_else(|| {
+            JobError::source(format!("spreadsheet {} has no tab named {title:?} (tabs: {})", s.spreadsheet_id, list()))
+        })?
     } else if let Some(gid) = s.gid {
-        pick(&|t| t.sheet_id == gid)
-            .ok_or_else(|| JobError::source(format!("spreadsheet {} has no tab with gid {gid} (tabs: {})", s.spreadsheet_id, list())))?
+        pick(&|t| t.sheet_id == gid).ok_or_else(|| {
+            JobError::source(format!("spreadsheet {} has no tab with gid {gid} (tabs: {})", s.spreadsheet_id, list()))
+        })?
     } else {
-        tabs.first().cloned().ok_or_else(|| JobError::source(format!("spreadsheet {} has no tabs", s.spreadsheet_id)))?
+        tabs.first()
+            .cloned()
+            .ok_or_else(|| JobError::source(format!("spreadsheet {} has no tabs", s.spreadsheet_id)))?
     };
     let max_col = tab.col_count.max(1) - 1;
     let c0 = range.start_col.unwrap_or(0);
@@ -532,7 +580,8 @@ impl SheetRows {
         if self.next_row > self.last_row {
             return Ok(None);
         }
-        let prep = self.prep.clone().ok_or_else(|| JobError::internal("sheet reader used before its columns were planned"))?;
+        let prep =
+            self.prep.clone().ok_or_else(|| JobError::internal("sheet reader used before its columns were planned"))?;
         let (r0, r1) = (self.next_row, (self.next_row + self.window - 1).min(self.last_row));
         let values = self
             .client

@@ -108,8 +108,25 @@ pub struct UpsertSpec {
 
 /// The value types a column mapping may declare.
 pub const VALUE_TYPES: &[&str] = &[
-    "text", "varchar", "smallint", "integer", "int", "bigint", "numeric", "decimal", "real", "double precision",
-    "float", "boolean", "bool", "date", "timestamp", "timestamptz", "uuid", "json", "jsonb",
+    "text",
+    "varchar",
+    "smallint",
+    "integer",
+    "int",
+    "bigint",
+    "numeric",
+    "decimal",
+    "real",
+    "double precision",
+    "float",
+    "boolean",
+    "bool",
+    "date",
+    "timestamp",
+    "timestamptz",
+    "uuid",
+    "json",
+    "jsonb",
 ];
 
 /// Identifiers from configuration: letters, digits and underscores, not starting with a digit,
@@ -271,9 +288,20 @@ pub fn parse(spec: &Value, env: &EnvDefaults) -> Result<UpsertSpec, ConfigError>
             Mode::Atomic
         }
     };
-    let batch_size =
-        v.int(m, ("batch_size", "spec.batch_size"), Some(("IMPORT_BATCH_SIZE", &env.batch_size)), 1..=1_000_000, DEFAULT_BATCH_SIZE);
-    let max_rows = v.int(m, ("max_rows", "spec.max_rows"), Some(("IMPORT_MAX_ROWS", &env.max_rows)), 1..=1_000_000_000, DEFAULT_MAX_ROWS);
+    let batch_size = v.int(
+        m,
+        ("batch_size", "spec.batch_size"),
+        Some(("IMPORT_BATCH_SIZE", &env.batch_size)),
+        1..=1_000_000,
+        DEFAULT_BATCH_SIZE,
+    );
+    let max_rows = v.int(
+        m,
+        ("max_rows", "spec.max_rows"),
+        Some(("IMPORT_MAX_ROWS", &env.max_rows)),
+        1..=1_000_000_000,
+        DEFAULT_MAX_ROWS,
+    );
     let statement_timeout_seconds = v.int(
         m,
         ("statement_timeout_seconds", "spec.statement_timeout_seconds"),
@@ -281,7 +309,8 @@ pub fn parse(spec: &Value, env: &EnvDefaults) -> Result<UpsertSpec, ConfigError>
         1..=86_400,
         DEFAULT_TIMEOUT_SECONDS,
     );
-    let backup_dir = v.opt_str(m, "backup_dir", "spec.backup_dir").or_else(|| env.backup_dir.clone()).map(PathBuf::from);
+    let backup_dir =
+        v.opt_str(m, "backup_dir", "spec.backup_dir").or_else(|| env.backup_dir.clone()).map(PathBuf::from);
     match (source, target, v.problems.is_empty()) {
         (Some(source), Some(target), true) => {
             Ok(UpsertSpec { source, target, mode, batch_size, max_rows, statement_timeout_seconds, backup_dir })
@@ -349,11 +378,17 @@ fn csv(v: &mut V, m: &Map<String, Value>) -> Option<CsvSpec> {
     let encoding = match encoding_rs::Encoding::for_label(label.as_bytes()) {
         Some(e) if e.is_ascii_compatible() => Some(e),
         Some(e) => {
-            v.problem("spec.source.csv.encoding", format!("{} is not ASCII-compatible; convert the file to UTF-8", e.name()));
+            v.problem(
+                "spec.source.csv.encoding",
+                format!("{} is not ASCII-compatible; convert the file to UTF-8", e.name()),
+            );
             None
         }
         None => {
-            v.problem("spec.source.csv.encoding", format!("unknown encoding {label:?} (e.g. utf-8, latin1, windows-1252)"));
+            v.problem(
+                "spec.source.csv.encoding",
+                format!("unknown encoding {label:?} (e.g. utf-8, latin1, windows-1252)"),
+            );
             None
         }
     };
@@ -426,7 +461,9 @@ fn target(v: &mut V, m: &Map<String, Value>) -> Option<TargetSpec> {
                 let field = format!("spec.target.key_columns[{i}]");
                 match item.as_str() {
                     Some(k) => match validate_identifier(k) {
-                        Ok(()) if key_columns.iter().any(|c: &String| c == k) => v.problem(&field, format!("{k:?} is listed twice")),
+                        Ok(()) if key_columns.iter().any(|c: &String| c == k) => {
+                            v.problem(&field, format!("{k:?} is listed twice"))
+                        }
                         Ok(()) => key_columns.push(k.to_string()),
                         Err(e) => v.problem(&field, e),
                     },
@@ -438,7 +475,9 @@ fn target(v: &mut V, m: &Map<String, Value>) -> Option<TargetSpec> {
             Ok(()) => key_columns.push(k.clone()),
             Err(e) => v.problem("spec.target.key_columns", e),
         },
-        None | Some(Value::Null) => v.problem("spec.target.key_columns", "is required (the columns of the unique key to upsert on)"),
+        None | Some(Value::Null) => {
+            v.problem("spec.target.key_columns", "is required (the columns of the unique key to upsert on)")
+        }
         Some(_) => v.problem("spec.target.key_columns", "must be a non-empty list of column names"),
     }
     let mut columns: Vec<ColumnMap> = Vec::new();
@@ -458,11 +497,16 @@ fn target(v: &mut V, m: &Map<String, Value>) -> Option<TargetSpec> {
                     Value::String(c) => (Some(c.trim().to_string()), None),
                     Value::Object(o) => {
                         v.unknown(o, &["column", "type"], &field);
-                        let c = v.opt_str(o, "column", &format!("{field}.column")).or_else(|| Some(header.trim().to_string()));
+                        let c = v
+                            .opt_str(o, "column", &format!("{field}.column"))
+                            .or_else(|| Some(header.trim().to_string()));
                         let t = v.opt_str(o, "type", &format!("{field}.type")).map(|t| t.to_ascii_lowercase());
                         if let Some(t) = &t {
                             if !VALUE_TYPES.contains(&t.as_str()) {
-                                v.problem(&format!("{field}.type"), format!("unknown type {t:?} (known: {})", VALUE_TYPES.join(", ")));
+                                v.problem(
+                                    &format!("{field}.type"),
+                                    format!("unknown type {t:?} (known: {})", VALUE_TYPES.join(", ")),
+                                );
                             }
                         }
                         (c, t)
@@ -485,7 +529,10 @@ fn target(v: &mut V, m: &Map<String, Value>) -> Option<TargetSpec> {
             }
             for k in &key_columns {
                 if !columns.is_empty() && !columns.iter().any(|c| &c.column == k) {
-                    v.problem("spec.target.key_columns", format!("key column {k:?} is not fed by any entry of spec.target.columns"));
+                    v.problem(
+                        "spec.target.key_columns",
+                        format!("key column {k:?} is not fed by any entry of spec.target.columns"),
+                    );
                 }
             }
         }
@@ -506,7 +553,11 @@ mod tests {
 
     #[test]
     fn minimal_csv_spec_takes_defaults() {
-        let s = parse(&json!({"source": {"csv": {"path": "a.csv"}}, "target": {"table": "customers", "key_columns": ["id"]}}), &no_env()).unwrap();
+        let s = parse(
+            &json!({"source": {"csv": {"path": "a.csv"}}, "target": {"table": "customers", "key_columns": ["id"]}}),
+            &no_env(),
+        )
+        .unwrap();
         assert_eq!(s.mode, Mode::Atomic);
         assert_eq!(s.batch_size, DEFAULT_BATCH_SIZE);
         assert_eq!(s.target.schema, "public");
@@ -517,8 +568,17 @@ mod tests {
 
     #[test]
     fn env_defaults_apply_and_spec_wins() {
-        let env = EnvDefaults { batch_size: Some("250".into()), max_rows: Some("10".into()), timeout_seconds: Some("x".into()), backup_dir: Some("/b".into()) };
-        let err = parse(&json!({"source": {"csv": {"path": "a.csv"}}, "target": {"table": "t", "key_columns": ["id"]}}), &env).unwrap_err();
+        let env = EnvDefaults {
+            batch_size: Some("250".into()),
+            max_rows: Some("10".into()),
+            timeout_seconds: Some("x".into()),
+            backup_dir: Some("/b".into()),
+        };
+        let err = parse(
+            &json!({"source": {"csv": {"path": "a.csv"}}, "target": {"table": "t", "key_columns": ["id"]}}),
+            &env,
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("IMPORT_TIMEOUT_SECONDS: \"x\" must be an integer"), "{err}");
         let env = EnvDefaults { timeout_seconds: None, ..env };
         let s = parse(&json!({"source": {"csv": {"path": "a.csv"}}, "target": {"table": "t", "key_columns": ["id"]}, "max_rows": 99}), &env).unwrap();

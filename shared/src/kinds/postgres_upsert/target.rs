@@ -78,9 +78,9 @@ pub async fn connect(env_var: &str, app: &str) -> JobResult<Target> {
             "spec.target.connection_env: environment variable {env_var} is not set (it must hold the target database URL)"
         ))
     })?;
-    let mut config: tokio_postgres::Config = url
-        .parse()
-        .map_err(|_| JobError::config(format!("spec.target.connection_env: {env_var} does not hold a valid Postgres URL")))?;
+    let mut config: tokio_postgres::Config = url.parse().map_err(|_| {
+        JobError::config(format!("spec.target.connection_env: {env_var} does not hold a valid Postgres URL"))
+    })?;
     if config.get_application_name().is_none() {
         config.application_name(app);
     }
@@ -88,10 +88,9 @@ pub async fn connect(env_var: &str, app: &str) -> JobResult<Target> {
         config.connect_timeout(std::time::Duration::from_secs(10));
     }
     let describe = describe_config(&config);
-    let (client, conn) = config
-        .connect(NoTls)
-        .await
-        .map_err(|e| JobError::destination(format!("connecting to the target database {describe} ({env_var}): {}", pg_msg(&e))))?;
+    let (client, conn) = config.connect(NoTls).await.map_err(|e| {
+        JobError::destination(format!("connecting to the target database {describe} ({env_var}): {}", pg_msg(&e)))
+    })?;
     tokio::spawn(async move {
         if let Err(e) = conn.await {
             tracing::debug!(error = %e, "target connection ended");
@@ -194,7 +193,14 @@ pub async fn describe(client: &Client, schema: &str, table: &str) -> JobResult<T
             has_eq: r.get(6),
         })
         .collect();
-    Ok(Table { oid, qualified: format!("{}.{}", qi(schema), qi(table)), display, schema: schema.into(), name: table.into(), columns })
+    Ok(Table {
+        oid,
+        qualified: format!("{}.{}", qi(schema), qi(table)),
+        display,
+        schema: schema.into(),
+        name: table.into(),
+        columns,
+    })
 }
 
 /// Checks what the import needs: a writable primary, the TEMPORARY privilege, SELECT on the
@@ -322,11 +328,7 @@ pub async fn existing_duplicates(client: &Client, table: &Table, keys: &[String]
 
 /// `id=7, region=EU`.
 pub fn key_text(keys: &[String], vals: &[Option<String>]) -> String {
-    keys.iter()
-        .zip(vals)
-        .map(|(k, v)| format!("{k}={}", v.as_deref().unwrap_or("NULL")))
-        .collect::<Vec<_>>()
-        .join(", ")
+    keys.iter().zip(vals).map(|(k, v)| format!("{k}={}", v.as_deref().unwrap_or("NULL"))).collect::<Vec<_>>().join(", ")
 }
 
 /// Creates the unique index concurrently (writers are not blocked). A failed concurrent build
@@ -338,7 +340,10 @@ pub async fn create_unique_index(client: &Client, table: &Table, keys: &[String]
     if let Err(e) = client.batch_execute(&sql).await {
         let drop = format!("DROP INDEX CONCURRENTLY IF EXISTS {}.{}", qi(&table.schema), qi(&name));
         let _ = client.batch_execute(&drop).await;
-        return Err(JobError::destination(format!("creating the unique index failed ({}); statement: {sql}", pg_msg(&e))));
+        return Err(JobError::destination(format!(
+            "creating the unique index failed ({}); statement: {sql}",
+            pg_msg(&e)
+        )));
     }
     Ok(name)
 }
@@ -362,7 +367,8 @@ pub struct Statements {
 
 pub fn statements(table: &Table, cols: &[PrepCol], keys: &[String]) -> Statements {
     let tcol = |name: &str| table.columns.iter().find(|c| c.name == name).expect("planned columns exist");
-    let col_defs: Vec<String> = cols.iter().map(|c| format!("{} {}", qi(&c.column), tcol(&c.column).type_sql)).collect();
+    let col_defs: Vec<String> =
+        cols.iter().map(|c| format!("{} {}", qi(&c.column), tcol(&c.column).type_sql)).collect();
     let names: Vec<String> = cols.iter().map(|c| qi(&c.column)).collect();
     let key_q: Vec<String> = keys.iter().map(|k| qi(k)).collect();
     let stage_cols = format!("{ROW} bigint, {}", col_defs.join(", "));

@@ -8,8 +8,13 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime};
 /// How values of one target column are checked and written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Family {
-    Text { max_chars: Option<usize> },
-    Int { min: i64, max: i64 },
+    Text {
+        max_chars: Option<usize>,
+    },
+    Int {
+        min: i64,
+        max: i64,
+    },
     Numeric,
     Float,
     Bool,
@@ -395,7 +400,15 @@ fn is_uuid(s: &str) -> bool {
     let b = s.as_bytes();
     match b.len() {
         32 => b.iter().all(u8::is_ascii_hexdigit),
-        36 => b.iter().enumerate().all(|(i, c)| if [8, 13, 18, 23].contains(&i) { *c == b'-' } else { c.is_ascii_hexdigit() }),
+        36 => b.iter().enumerate().all(
+            |(i, c)| {
+                if [8, 13, 18, 23].contains(&i) {
+                    *c == b'-'
+                } else {
+                    c.is_ascii_hexdigit()
+                }
+            },
+        ),
         _ => false,
     }
 }
