@@ -36,7 +36,8 @@ pub enum ErrorKind {
     Destination,
     /// The data did not pass validation (bad cells, a guard refused, a row-count mismatch).
     Validation,
-    /// The job was stopped by SIGTERM/SIGINT before finishing; nothing was written.
+    /// The job was stopped by SIGTERM/SIGINT before finishing; the write in progress was
+    /// cancelled or rolled back (batches a batched import already committed stay).
     Interrupted,
     /// The control plane (Postgres holding configs and the run ledger) failed, or the run was
     /// fenced out by a newer attempt.
@@ -127,7 +128,7 @@ impl JobError {
         JobError::new(ErrorKind::Internal, message)
     }
     pub fn interrupted() -> JobError {
-        JobError::new(ErrorKind::Interrupted, "interrupted by a termination signal; nothing was written")
+        JobError::new(ErrorKind::Interrupted, "interrupted by a termination signal before finishing; the write in progress was cancelled or rolled back")
     }
     pub fn with_details(mut self, details: Vec<String>) -> JobError {
         self.details = details;
