@@ -72,7 +72,8 @@ fn request(cli: &Cli) -> Result<JobRequest, sheettobigquery::error::JobError> {
     } else {
         ConfigSource::FromRun
     };
-    let run_id = cli.run_id.as_deref().map(|r| runner::select_task_item(r, cli.task_index, "JOB_RUN_ID")).transpose()?;
+    let run_id =
+        cli.run_id.as_deref().map(|r| runner::select_task_item(r, cli.task_index, "JOB_RUN_ID")).transpose()?;
     if matches!(source, ConfigSource::FromRun) && run_id.is_none() {
         return Err(sheettobigquery::error::JobError::config(
             "no configuration given: use --config-file, --config-json or --config-id (or set JOB_CONFIG_ID / JOB_RUN_ID)",

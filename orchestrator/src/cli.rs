@@ -184,7 +184,10 @@ pub struct ServeCmd {
 }
 
 async fn connect(db: &DbArgs, pool: usize) -> anyhow::Result<Store> {
-    Store::connect(db, pool).await.map_err(|e| anyhow::anyhow!(e.db_message())).context("connecting to the control-plane database")
+    Store::connect(db, pool)
+        .await
+        .map_err(|e| anyhow::anyhow!(e.db_message()))
+        .context("connecting to the control-plane database")
 }
 
 fn executor(s: &Settings, db: &DbArgs) -> anyhow::Result<Arc<dyn Executor>> {
@@ -203,7 +206,9 @@ fn executor(s: &Settings, db: &DbArgs) -> anyhow::Result<Arc<dyn Executor>> {
                 host: hostname(),
             })
         }
-        ExecutorKind::CloudRun => Arc::new(CloudRunExecutor::new(&s.cloud_run).context("setting up the cloud-run executor")?),
+        ExecutorKind::CloudRun => {
+            Arc::new(CloudRunExecutor::new(&s.cloud_run).context("setting up the cloud-run executor")?)
+        }
     })
 }
 
@@ -230,12 +235,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Migrate => {
             let store = connect(&cli.db, 1).await?;
-            let done = sheettobigquery::store::migrate::run(&store).await.map_err(|e| anyhow::anyhow!(e.db_message()))?;
+            let done =
+                sheettobigquery::store::migrate::run(&store).await.map_err(|e| anyhow::anyhow!(e.db_message()))?;
             tracing::info!(applied = done.len(), database = store.describe(), "migrations applied");
             Ok(ExitCode::SUCCESS)
         }
         Command::Preview(p) => {
-            let args = TickArgs { configs_view: p.configs_view.clone(), max_attempts: p.max_attempts, ..TickArgs::default() };
+            let args =
+                TickArgs { configs_view: p.configs_view.clone(), max_attempts: p.max_attempts, ..TickArgs::default() };
             let s = settings::resolve(&args, file)?;
             let store = connect(&cli.db, 2).await?;
             let entries = preview::due_report_with(&store, &preview_options(&s, p.at, p.all))
@@ -252,8 +259,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let s = settings::resolve(&r.tick, file)?;
             if r.dry_run {
                 let store = connect(&cli.db, 2).await?;
-                let entries =
-                    preview::due_report_with(&store, &preview_options(&s, None, false)).await.map_err(|e| anyhow::anyhow!(e.db_message()))?;
+                let entries = preview::due_report_with(&store, &preview_options(&s, None, false))
+                    .await
+                    .map_err(|e| anyhow::anyhow!(e.db_message()))?;
                 if r.json {
                     println!("{}", preview::render_json(&entries));
                 } else {
@@ -299,7 +307,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let store = connect(&cli.db, s.max_parallel_jobs.clamp(4, 32) + 4).await?;
             let exec = executor(&s, &cli.db)?;
             let auth = Authenticator::new(ss.auth_token.clone(), ss.oidc.clone(), ss.insecure_no_auth);
-            let listener = tokio::net::TcpListener::bind(ss.listen).await.with_context(|| format!("listening on {}", ss.listen))?;
+            let listener = tokio::net::TcpListener::bind(ss.listen)
+                .await
+                .with_context(|| format!("listening on {}", ss.listen))?;
             let addr = listener.local_addr()?;
             tracing::info!(
                 addr = %addr,

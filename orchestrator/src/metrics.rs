@@ -97,9 +97,16 @@ impl Metrics {
         family(&mut o, "orchestrator_runs_total", "counter", "Runs finished by this process, by final status.");
         if let Ok(g) = self.runs.lock() {
             for status in ["succeeded", "failed", "timed_out", "cancelled", "abandoned"] {
-                let _ = writeln!(o, "orchestrator_runs_total{{status=\"{status}\"}} {}", g.get(status).copied().unwrap_or(0));
+                let _ = writeln!(
+                    o,
+                    "orchestrator_runs_total{{status=\"{status}\"}} {}",
+                    g.get(status).copied().unwrap_or(0)
+                );
             }
-            for (k, v) in g.iter().filter(|(k, _)| !["succeeded", "failed", "timed_out", "cancelled", "abandoned"].contains(&k.as_str())) {
+            for (k, v) in g
+                .iter()
+                .filter(|(k, _)| !["succeeded", "failed", "timed_out", "cancelled", "abandoned"].contains(&k.as_str()))
+            {
                 let _ = writeln!(o, "orchestrator_runs_total{{status=\"{k}\"}} {v}");
             }
         }
@@ -109,9 +116,20 @@ impl Metrics {
         let _ = writeln!(o, "orchestrator_max_parallel_jobs {}", self.max_parallel.load(Ordering::Relaxed));
         family(&mut o, "orchestrator_due_configs", "gauge", "Configs due at the start of the last tick.");
         let _ = writeln!(o, "orchestrator_due_configs {}", self.due.load(Ordering::Relaxed));
-        family(&mut o, "orchestrator_due_lag_seconds", "gauge", "How long the most overdue config had been due at the start of the last tick.");
-        let _ = writeln!(o, "orchestrator_due_lag_seconds {:.3}", self.due_lag_ms.load(Ordering::Relaxed) as f64 / 1000.0);
-        family(&mut o, "orchestrator_dispatch_latency_seconds", "histogram", "From claim to the execution being started.");
+        family(
+            &mut o,
+            "orchestrator_due_lag_seconds",
+            "gauge",
+            "How long the most overdue config had been due at the start of the last tick.",
+        );
+        let _ =
+            writeln!(o, "orchestrator_due_lag_seconds {:.3}", self.due_lag_ms.load(Ordering::Relaxed) as f64 / 1000.0);
+        family(
+            &mut o,
+            "orchestrator_dispatch_latency_seconds",
+            "histogram",
+            "From claim to the execution being started.",
+        );
         if let Ok(h) = self.latency.lock() {
             for (i, b) in LATENCY_BUCKETS.iter().enumerate() {
                 let _ = writeln!(o, "orchestrator_dispatch_latency_seconds_bucket{{le=\"{b}\"}} {}", h.counts[i]);
@@ -124,7 +142,12 @@ impl Metrics {
         let _ = writeln!(o, "orchestrator_claimed_runs_total {}", self.claimed.load(Ordering::Relaxed));
         family(&mut o, "orchestrator_retries_total", "counter", "Retry attempts claimed within a tick.");
         let _ = writeln!(o, "orchestrator_retries_total {}", self.retries.load(Ordering::Relaxed));
-        family(&mut o, "orchestrator_abandoned_runs_total", "counter", "Runs whose lease expired, marked abandoned by this process's sweeper.");
+        family(
+            &mut o,
+            "orchestrator_abandoned_runs_total",
+            "counter",
+            "Runs whose lease expired, marked abandoned by this process's sweeper.",
+        );
         let _ = writeln!(o, "orchestrator_abandoned_runs_total {}", self.swept.load(Ordering::Relaxed));
         family(&mut o, "orchestrator_ticks_total", "counter", "Ticks run by this process, by result.");
         if let Ok(g) = self.ticks.lock() {
@@ -132,7 +155,12 @@ impl Metrics {
                 let _ = writeln!(o, "orchestrator_ticks_total{{result=\"{k}\"}} {v}");
             }
         }
-        family(&mut o, "orchestrator_rejected_requests_total", "counter", "POST /run requests refused, by HTTP status.");
+        family(
+            &mut o,
+            "orchestrator_rejected_requests_total",
+            "counter",
+            "POST /run requests refused, by HTTP status.",
+        );
         if let Ok(g) = self.rejected.lock() {
             for (k, v) in g.iter() {
                 let _ = writeln!(o, "orchestrator_rejected_requests_total{{code=\"{k}\"}} {v}");

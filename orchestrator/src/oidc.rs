@@ -93,7 +93,9 @@ pub struct OidcVerifier {
 }
 
 fn b64(part: &str, what: &str) -> Result<Vec<u8>, AuthError> {
-    URL_SAFE_NO_PAD.decode(part.trim_end_matches('=')).map_err(|_| AuthError::Malformed(format!("{what} is not base64url")))
+    URL_SAFE_NO_PAD
+        .decode(part.trim_end_matches('='))
+        .map_err(|_| AuthError::Malformed(format!("{what} is not base64url")))
 }
 
 fn max_age(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
@@ -108,7 +110,8 @@ impl OidcVerifier {
     }
 
     async fn fetch_keys(&self) -> Result<(), AuthError> {
-        let resp = self.http.get(&self.s.jwks_url).send().await.map_err(|e| AuthError::KeysUnavailable(e.to_string()))?;
+        let resp =
+            self.http.get(&self.s.jwks_url).send().await.map_err(|e| AuthError::KeysUnavailable(e.to_string()))?;
         if !resp.status().is_success() {
             return Err(AuthError::KeysUnavailable(format!("{} answered {}", self.s.jwks_url, resp.status())));
         }
@@ -153,8 +156,8 @@ impl OidcVerifier {
         if parts.len() != 3 {
             return Err(AuthError::Malformed("not a JWT".into()));
         }
-        let header: Value =
-            serde_json::from_slice(&b64(parts[0], "header")?).map_err(|_| AuthError::Malformed("header is not JSON".into()))?;
+        let header: Value = serde_json::from_slice(&b64(parts[0], "header")?)
+            .map_err(|_| AuthError::Malformed("header is not JSON".into()))?;
         if header["alg"] != "RS256" {
             return Err(AuthError::Malformed(format!("algorithm {} is not RS256", header["alg"])));
         }
@@ -165,8 +168,8 @@ impl OidcVerifier {
         RsaPublicKeyComponents { n: &n, e: &e }
             .verify(&RSA_PKCS1_2048_8192_SHA256, signed.as_bytes(), &sig)
             .map_err(|_| AuthError::BadSignature)?;
-        let claims: Value =
-            serde_json::from_slice(&b64(parts[1], "payload")?).map_err(|_| AuthError::Malformed("payload is not JSON".into()))?;
+        let claims: Value = serde_json::from_slice(&b64(parts[1], "payload")?)
+            .map_err(|_| AuthError::Malformed("payload is not JSON".into()))?;
         self.check_claims(&claims, chrono::Utc::now().timestamp())
     }
 

@@ -67,7 +67,11 @@ pub async fn due_report(store: &Store, now: Option<DateTime<Utc>>, include_all: 
 /// The preview: due configs first (never run, then most overdue), then the rest by when they
 /// become due.
 pub async fn due_report_with(store: &Store, o: &PreviewOptions) -> StoreResult<Vec<DueEntry>> {
-    let rows = claims::scan(store, &ScanParams { source: &o.source, now: o.now, include_all: o.include_all, policy: o.policy }).await?;
+    let rows = claims::scan(
+        store,
+        &ScanParams { source: &o.source, now: o.now, include_all: o.include_all, policy: o.policy },
+    )
+    .await?;
     let mut entries: Vec<DueEntry> = rows
         .iter()
         .map(|r| {
@@ -106,7 +110,8 @@ pub async fn due_report_with(store: &Store, o: &PreviewOptions) -> StoreResult<V
                         }
                     };
                     if let Some(id) = retry_of {
-                        e.reason.push_str(&format!("; attempt {attempt} of {} (retrying run {id})", o.policy.max_attempts));
+                        e.reason
+                            .push_str(&format!("; attempt {attempt} of {} (retrying run {id})", o.policy.max_attempts));
                     }
                 }
                 DueState::NotYetDue { due_at } => {
@@ -133,13 +138,17 @@ pub async fn due_report_with(store: &Store, o: &PreviewOptions) -> StoreResult<V
                     e.state = "exhausted";
                     e.run_id = Some(run_id);
                     e.due_at = Some(next_period_at);
-                    e.reason = format!("all {attempts} attempts failed (run {run_id}); next period in {}", until(next_period_at));
+                    e.reason = format!(
+                        "all {attempts} attempts failed (run {run_id}); next period in {}",
+                        until(next_period_at)
+                    );
                 }
                 DueState::DoneThisPeriod { run_id, status, next_period_at } => {
                     e.state = "done_this_period";
                     e.run_id = Some(run_id);
                     e.due_at = Some(next_period_at);
-                    e.reason = format!("run {run_id} already {status} this period; next period in {}", until(next_period_at));
+                    e.reason =
+                        format!("run {run_id} already {status} this period; next period in {}", until(next_period_at));
                 }
             }
             e
@@ -220,11 +229,7 @@ pub fn render_table(entries: &[DueEntry], color: bool) -> String {
         };
         line(r, &mut out, color.then_some(code));
     }
-    out.push_str(&format!(
-        "{due} due of {} shown (as of {})\n",
-        entries.len(),
-        as_of.unwrap_or_default()
-    ));
+    out.push_str(&format!("{due} due of {} shown (as of {})\n", entries.len(), as_of.unwrap_or_default()));
     out
 }
 
@@ -259,7 +264,10 @@ mod tests {
 
     #[test]
     fn table_lists_configs_with_a_summary() {
-        let t = render_table(&[entry("sales", true, "due", "never run"), entry("stock", false, "not_due", "due in 3h")], false);
+        let t = render_table(
+            &[entry("sales", true, "due", "never run"), entry("stock", false, "not_due", "due in 3h")],
+            false,
+        );
         let lines: Vec<&str> = t.lines().collect();
         assert!(lines[0].starts_with("CONFIG"), "{t}");
         assert!(lines[1].contains("sales") && lines[1].contains("never run"), "{t}");
@@ -272,7 +280,8 @@ mod tests {
 
     #[test]
     fn json_is_an_array_of_entries() {
-        let v: serde_json::Value = serde_json::from_str(&render_json(&[entry("sales", true, "due", "never run")])).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&render_json(&[entry("sales", true, "due", "never run")])).unwrap();
         assert_eq!(v[0]["name"], "sales");
         assert_eq!(v[0]["state"], "due");
         assert_eq!(v[0]["due"], true);

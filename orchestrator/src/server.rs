@@ -76,7 +76,12 @@ async fn run(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     let schedule_time = match header_str(&headers, "x-cloudscheduler-scheduletime") {
         Some(t) => match DateTime::parse_from_rfc3339(t) {
             Ok(t) => Some(t.with_timezone(&Utc)),
-            Err(_) => return error(StatusCode::BAD_REQUEST, format!("X-CloudScheduler-ScheduleTime {t:?} is not an RFC 3339 time")),
+            Err(_) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("X-CloudScheduler-ScheduleTime {t:?} is not an RFC 3339 time"),
+                )
+            }
         },
         None => None,
     };
@@ -94,7 +99,8 @@ async fn run(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response {
                 principal = %principal, "replayed scheduler request; starting nothing");
             let mut r = if row.status == "running" {
                 let status = if row.lease_expired { "abandoned" } else { "running" };
-                (StatusCode::ACCEPTED, Json(json!({"tick_id": row.id, "status": status, "replay": true}))).into_response()
+                (StatusCode::ACCEPTED, Json(json!({"tick_id": row.id, "status": status, "replay": true})))
+                    .into_response()
             } else {
                 let mut body = row.result.unwrap_or_else(|| json!({"tick_id": row.id}));
                 body["replay"] = Value::Bool(true);
@@ -163,7 +169,13 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let stopping = CancellationToken::new();
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
-    let state = Arc::new(AppState { orch: orch.clone(), auth, respond_within, stopping: stopping.clone(), ticks_done: done_tx });
+    let state = Arc::new(AppState {
+        orch: orch.clone(),
+        auth,
+        respond_within,
+        stopping: stopping.clone(),
+        ticks_done: done_tx,
+    });
     let stop = stopping.clone();
     let orch2 = orch.clone();
     let signal = async move {

@@ -249,7 +249,8 @@ fn de_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration
 fn read_file(path: &Path) -> Result<FileSettings, SettingsError> {
     let p = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|source| SettingsError::Read { path: p.clone(), source })?;
-    let raw: Value = serde_json::from_str(&text).map_err(|e| SettingsError::File { path: p.clone(), message: format!("not JSON: {e}") })?;
+    let raw: Value = serde_json::from_str(&text)
+        .map_err(|e| SettingsError::File { path: p.clone(), message: format!("not JSON: {e}") })?;
     let Value::Object(map) = raw else {
         return Err(SettingsError::File { path: p, message: "must be a JSON object".into() });
     };
@@ -261,7 +262,9 @@ fn read_file(path: &Path) -> Result<FileSettings, SettingsError> {
         if matches!(key.as_str(), "auth_token" | "database_url" | "postgres_password") {
             return Err(SettingsError::File {
                 path: p,
-                message: format!("{k:?} is a secret: pass it in the environment (or --auth-token-file), not in a settings file"),
+                message: format!(
+                    "{k:?} is a secret: pass it in the environment (or --auth-token-file), not in a settings file"
+                ),
             });
         }
         norm.insert(key, v);
@@ -319,10 +322,7 @@ pub const GOOGLE_JWKS_URL: &str = "https://www.googleapis.com/oauth2/v3/certs";
 pub const GOOGLE_ISSUER: &str = "https://accounts.google.com";
 
 fn default_job_binary() -> PathBuf {
-    std::env::current_exe()
-        .ok()
-        .and_then(|p| p.parent().map(|d| d.join("job")))
-        .unwrap_or_else(|| PathBuf::from("job"))
+    std::env::current_exe().ok().and_then(|p| p.parent().map(|d| d.join("job"))).unwrap_or_else(|| PathBuf::from("job"))
 }
 
 /// Resolves the tick settings: flag/env, then the file, then defaults; checks the combination.
@@ -340,7 +340,8 @@ pub fn resolve(args: &TickArgs, file: Option<&Path>) -> Result<Settings, Setting
         return Err(SettingsError::Invalid("--max-attempts must be at least 1".into()));
     }
     let configs_name = args.configs_view.clone().or(f.configs_view).unwrap_or_else(|| ConfigsSource::TABLE.to_string());
-    let configs = ConfigsSource::parse(&configs_name).map_err(|e| SettingsError::Invalid(format!("--configs-view: {}", e.source)))?;
+    let configs = ConfigsSource::parse(&configs_name)
+        .map_err(|e| SettingsError::Invalid(format!("--configs-view: {}", e.source)))?;
     let lease = args.lease.or(f.lease).unwrap_or(Duration::from_secs(120));
     if lease < Duration::from_secs(1) {
         return Err(SettingsError::Invalid("--lease must be at least 1s".into()));
@@ -357,7 +358,10 @@ pub fn resolve(args: &TickArgs, file: Option<&Path>) -> Result<Settings, Setting
         container: args.cloud_run_container.clone().or(f.cloud_run_container),
         api_url: args.cloud_run_api_url.clone().or(f.cloud_run_api_url),
         poll_interval: args.cloud_run_poll_interval.or(f.cloud_run_poll_interval).unwrap_or(Duration::from_secs(10)),
-        request_timeout: args.cloud_run_request_timeout.or(f.cloud_run_request_timeout).unwrap_or(Duration::from_secs(30)),
+        request_timeout: args
+            .cloud_run_request_timeout
+            .or(f.cloud_run_request_timeout)
+            .unwrap_or(Duration::from_secs(30)),
     };
     if executor == ExecutorKind::CloudRun {
         let mut missing = Vec::new();
@@ -381,8 +385,16 @@ pub fn resolve(args: &TickArgs, file: Option<&Path>) -> Result<Settings, Setting
         kill_grace: args.kill_grace.or(f.kill_grace).unwrap_or(Duration::from_secs(10)),
         retry: RetryPolicy {
             max_attempts,
-            base_delay_secs: args.retry_base_delay.or(f.retry_base_delay).unwrap_or(Duration::from_secs(30)).as_secs_f64(),
-            max_delay_secs: args.retry_max_delay.or(f.retry_max_delay).unwrap_or(Duration::from_secs(900)).as_secs_f64(),
+            base_delay_secs: args
+                .retry_base_delay
+                .or(f.retry_base_delay)
+                .unwrap_or(Duration::from_secs(30))
+                .as_secs_f64(),
+            max_delay_secs: args
+                .retry_max_delay
+                .or(f.retry_max_delay)
+                .unwrap_or(Duration::from_secs(900))
+                .as_secs_f64(),
         },
         retry_wait_max: args.retry_wait_max.or(f.retry_wait_max).unwrap_or(Duration::from_secs(300)),
         lease,
@@ -403,7 +415,8 @@ pub fn resolve_serve(args: &ServeArgs, file: Option<&Path>) -> Result<ServeSetti
         let port = std::env::var("PORT").ok().and_then(|p| p.parse::<u16>().ok()).unwrap_or(8080);
         SocketAddr::from(([0, 0, 0, 0], port))
     });
-    let mut emails: Vec<String> = args.oidc_allowed_email.iter().map(|e| e.trim().to_string()).filter(|e| !e.is_empty()).collect();
+    let mut emails: Vec<String> =
+        args.oidc_allowed_email.iter().map(|e| e.trim().to_string()).filter(|e| !e.is_empty()).collect();
     if emails.is_empty() {
         emails = f.oidc_allowed_emails.unwrap_or_default();
     }
@@ -519,9 +532,14 @@ mod tests {
     fn serve_requires_some_authentication() {
         let err = resolve_serve(&ServeArgs::default(), None).unwrap_err().to_string();
         assert!(err.contains("needs authentication"), "{err}");
-        let ok = resolve_serve(&ServeArgs { auth_token: Some(Secret::new("0123456789abcdef")), ..ServeArgs::default() }, None).unwrap();
+        let ok = resolve_serve(
+            &ServeArgs { auth_token: Some(Secret::new("0123456789abcdef")), ..ServeArgs::default() },
+            None,
+        )
+        .unwrap();
         assert!(ok.oidc.is_none());
-        let err = resolve_serve(&ServeArgs { oidc_audience: Some("https://x".into()), ..ServeArgs::default() }, None).unwrap_err();
+        let err = resolve_serve(&ServeArgs { oidc_audience: Some("https://x".into()), ..ServeArgs::default() }, None)
+            .unwrap_err();
         assert!(err.to_string().contains("--oidc-allowed-email"));
     }
 }

@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use sheettobigquery::store::claims::{self, classify, ClaimRequest, ClaimedRun, DueState, DueWhy, ScanParams, TickBegin};
+use sheettobigquery::store::claims::{
+    self, classify, ClaimRequest, ClaimedRun, DueState, DueWhy, ScanParams, TickBegin,
+};
 use sheettobigquery::store::runs::{Outcome, RunRef, RunStatus};
 use sheettobigquery::store::{Store, StoreError};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -168,7 +170,10 @@ impl Leases {
         }
     }
     fn snapshot(&self) -> Vec<RunRef> {
-        self.runs.lock().map(|g| g.iter().map(|(id, (a, _))| RunRef { id: *id, attempt: *a }).collect()).unwrap_or_default()
+        self.runs
+            .lock()
+            .map(|g| g.iter().map(|(id, (a, _))| RunRef { id: *id, attempt: *a }).collect())
+            .unwrap_or_default()
     }
     fn lost(&self, run_id: i64) {
         if let Ok(g) = self.runs.lock() {
@@ -204,13 +209,20 @@ pub fn hostname() -> String {
     std::env::var("HOSTNAME")
         .ok()
         .filter(|h| !h.is_empty())
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|s| s.trim().to_string()).filter(|h| !h.is_empty()))
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname").ok().map(|s| s.trim().to_string()).filter(|h| !h.is_empty())
+        })
         .unwrap_or_else(|| "localhost".into())
 }
 
 impl Orchestrator {
     /// Builds the orchestrator and starts its lease heartbeat (stopped when it is dropped).
-    pub fn new(store: Store, settings: Settings, executor: Arc<dyn Executor>, metrics: Arc<Metrics>) -> Arc<Orchestrator> {
+    pub fn new(
+        store: Store,
+        settings: Settings,
+        executor: Arc<dyn Executor>,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Orchestrator> {
         let owner = format!("orchestrator@{}:{}:{:04x}", hostname(), std::process::id(), fastrand::u16(..));
         metrics.set_max_parallel(settings.max_parallel_jobs);
         let o = Arc::new(Orchestrator {
@@ -351,7 +363,12 @@ impl Orchestrator {
         }
     }
 
-    async fn tick_inner(self: &Arc<Self>, tick_id: i64, req: &TickRequest, report: &mut TickReport) -> Result<(), StoreError> {
+    async fn tick_inner(
+        self: &Arc<Self>,
+        tick_id: i64,
+        req: &TickRequest,
+        report: &mut TickReport,
+    ) -> Result<(), StoreError> {
         // 1. Sweep: runs whose lease expired (their orchestrator or job died) become abandoned.
         let swept = claims::sweep_expired(&self.store).await?;
         for s in &swept {
@@ -371,7 +388,11 @@ impl Orchestrator {
 
         // 2. What is due, and why (a log line per config).
         let policy = self.settings.retry;
-        let rows = claims::scan(&self.store, &ScanParams { source: &self.settings.configs, now: None, include_all: false, policy }).await?;
+        let rows = claims::scan(
+            &self.store,
+            &ScanParams { source: &self.settings.configs, now: None, include_all: false, policy },
+        )
+        .await?;
         let mut max_lag = 0i64;
         for r in &rows {
             match classify(r, &policy) {
@@ -385,16 +406,24 @@ impl Orchestrator {
                     tracing::info!(decision = "due", config = %r.name, config_id = r.config_id, reason, overdue_secs = lag,
                         attempt, retry_of, "due");
                 }
-                DueState::InFlight { run } => tracing::info!(decision = "skipped", reason = "in_flight", config = %r.name,
+                DueState::InFlight { run } => {
+                    tracing::info!(decision = "skipped", reason = "in_flight", config = %r.name,
                     config_id = r.config_id, run_id = run.id, attempt = run.attempt, status = %run.status,
-                    lease_owner = run.lease_owner.as_deref().unwrap_or(""), "skipped: a run is in flight"),
-                DueState::RetryWait { run_id, next_attempt, at } => tracing::info!(decision = "skipped", reason = "retry_backoff",
-                    config = %r.name, config_id = r.config_id, run_id, next_attempt, retry_at = %at, "skipped: waiting for the retry backoff"),
-                DueState::Exhausted { run_id, attempts, next_period_at } => tracing::warn!(decision = "skipped", reason = "attempts_exhausted",
+                    lease_owner = run.lease_owner.as_deref().unwrap_or(""), "skipped: a run is in flight")
+                }
+                DueState::RetryWait { run_id, next_attempt, at } => {
+                    tracing::info!(decision = "skipped", reason = "retry_backoff",
+                    config = %r.name, config_id = r.config_id, run_id, next_attempt, retry_at = %at, "skipped: waiting for the retry backoff")
+                }
+                DueState::Exhausted { run_id, attempts, next_period_at } => {
+                    tracing::warn!(decision = "skipped", reason = "attempts_exhausted",
                     config = %r.name, config_id = r.config_id, run_id, attempts, next_period_at = %next_period_at,
-                    "skipped: every attempt of this period failed"),
-                DueState::DoneThisPeriod { run_id, status, .. } => tracing::info!(decision = "skipped", reason = "done_this_period",
-                    config = %r.name, config_id = r.config_id, run_id, status = %status, "skipped: this period already has a run"),
+                    "skipped: every attempt of this period failed")
+                }
+                DueState::DoneThisPeriod { run_id, status, .. } => {
+                    tracing::info!(decision = "skipped", reason = "done_this_period",
+                    config = %r.name, config_id = r.config_id, run_id, status = %status, "skipped: this period already has a run")
+                }
                 DueState::NotYetDue { .. } | DueState::Inactive => {}
             }
         }
@@ -448,9 +477,13 @@ impl Orchestrator {
         for (c, _, _) in queue.drain(..) {
             let reason = "released before it started: the orchestrator is shutting down";
             match claims::release_unstarted(&self.store, c.run, reason).await {
-                Ok(_) => tracing::info!(decision = "released", config = %c.config_name, config_id = c.config_id, run_id = c.run.id,
-                    attempt = c.run.attempt, "released an unstarted run"),
-                Err(e) => tracing::warn!(run_id = c.run.id, error = %e.db_message(), "cannot release an unstarted run; its lease will expire"),
+                Ok(_) => {
+                    tracing::info!(decision = "released", config = %c.config_name, config_id = c.config_id, run_id = c.run.id,
+                    attempt = c.run.attempt, "released an unstarted run")
+                }
+                Err(e) => {
+                    tracing::warn!(run_id = c.run.id, error = %e.db_message(), "cannot release an unstarted run; its lease will expire")
+                }
             }
             self.leases.release(c.run.id);
             report.runs.push(RunReport {
@@ -537,7 +570,8 @@ impl Orchestrator {
                 return reports;
             }
             // Abandoned runs (and runs stopped by a shutdown) were not the job's fault: no backoff.
-            let no_backoff = rep.status == "abandoned" || (rep.status == "cancelled" && self.stop_claiming.is_cancelled());
+            let no_backoff =
+                rep.status == "abandoned" || (rep.status == "cancelled" && self.stop_claiming.is_cancelled());
             let delay = if no_backoff { 0.0 } else { jittered(self.settings.retry.backoff_secs(c.run.attempt)) };
             match claims::schedule_retry(&self.store, c.run, delay).await {
                 Ok(Some(at)) => {
@@ -600,7 +634,8 @@ impl Orchestrator {
             ExecOutcome::Finished(f) => {
                 fallback = (f.status.as_str().into(), f.error_kind.clone(), f.message.clone());
                 // A timeout wins over the `cancelled` the job writes when it gets SIGTERM.
-                let overriding: &[RunStatus] = if f.status == RunStatus::TimedOut { &[RunStatus::Cancelled] } else { &[] };
+                let overriding: &[RunStatus] =
+                    if f.status == RunStatus::TimedOut { &[RunStatus::Cancelled] } else { &[] };
                 let outcome = Outcome {
                     status: f.status,
                     rows_read: None,
@@ -664,7 +699,11 @@ fn log_claimed(c: &ClaimedRun) {
 
 fn log_skipped(skipped: &[claims::Skipped]) {
     for s in skipped {
-        let msg = if s.reason == "locked" { "skipped: locked by another orchestrator" } else { "skipped: another orchestrator claimed it first" };
+        let msg = if s.reason == "locked" {
+            "skipped: locked by another orchestrator"
+        } else {
+            "skipped: another orchestrator claimed it first"
+        };
         tracing::info!(decision = "skipped", reason = s.reason, config = %s.config_name, config_id = s.config_id, "{msg}");
     }
 }
@@ -710,7 +749,16 @@ mod tests {
     use super::*;
 
     fn rep(run_id: i64, attempt: i32, status: &str) -> RunReport {
-        RunReport { run_id, config_id: 1, config: "c".into(), attempt, status: status.into(), error_kind: None, error: None, next_attempt_at: None }
+        RunReport {
+            run_id,
+            config_id: 1,
+            config: "c".into(),
+            attempt,
+            status: status.into(),
+            error_kind: None,
+            error: None,
+            next_attempt_at: None,
+        }
     }
 
     fn tick(runs: Vec<RunReport>) -> TickReport {

@@ -159,7 +159,10 @@ mod tests {
     #[test]
     fn parses_the_forms_people_write() {
         let r = A1Range::parse("Sheet1!A2:F").unwrap();
-        assert_eq!((r.tab.as_deref(), r.start_col, r.start_row, r.end_col, r.end_row), (Some("Sheet1"), Some(0), Some(2), Some(5), None));
+        assert_eq!(
+            (r.tab.as_deref(), r.start_col, r.start_row, r.end_col, r.end_row),
+            (Some("Sheet1"), Some(0), Some(2), Some(5), None)
+        );
         let r = A1Range::parse("'It''s mine'!B:H").unwrap();
         assert_eq!((r.tab.as_deref(), r.start_col, r.end_col), (Some("It's mine"), Some(1), Some(7)));
         let r = A1Range::parse("3:500").unwrap();

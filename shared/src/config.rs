@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::ConfigError;
+use crate::fields::Fields;
 
 /// Default number of sheet rows fetched per `values.get` call.
 pub const DEFAULT_WINDOW_ROWS: u32 = 10_000;
@@ -25,8 +26,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 4] =
-        [Kind::SheetToBigquery, Kind::PostgresUpsert, Kind::PostgresSync, Kind::SqlTransform];
+    pub const ALL: [Kind; 4] = [Kind::SheetToBigquery, Kind::PostgresUpsert, Kind::PostgresSync, Kind::SqlTransform];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -211,9 +211,8 @@ impl JobConfig {
     /// settings either at the top level or under `spec`). Every problem is reported, not just the
     /// first.
     pub fn from_json_str(text: &str) -> Result<JobConfig, ConfigError> {
-        let value: Value = serde_json::from_str(text).map_err(|e| {
-            ConfigError::new(vec![format!("config is not valid JSON: {e}")])
-        })?;
+        let value: Value =
+            serde_json::from_str(text).map_err(|e| ConfigError::new(vec![format!("config is not valid JSON: {e}")]))?;
         JobConfig::from_value(value)
     }
 
@@ -342,11 +341,13 @@ struct Validator {
     problems: Vec<String>,
 }
 
-impl Validator {
+impl Fields for Validator {
     fn problem(&mut self, field: &str, msg: impl fmt::Display) {
         self.problems.push(format!("{field}: {msg}"));
     }
+}
 
+impl Validator {
     fn config(&mut self, mut map: Map<String, Value>) -> Option<JobConfig> {
         let mut spec = match map.remove("spec") {
             None | Some(Value::Null) => Map::new(),
@@ -499,10 +500,8 @@ impl Validator {
             (SchemaHandling::Explicit, true) => {
                 self.problem("schema", "schema_handling is explicit but no schema is declared")
             }
-            (SchemaHandling::AutoDetect | SchemaHandling::AllStrings, false) => self.problem(
-                "schema",
-                format!("a schema is declared but schema_handling is {}", schema_handling.as_str()),
-            ),
+            (SchemaHandling::AutoDetect | SchemaHandling::AllStrings, false) => self
+                .problem("schema", format!("a schema is declared but schema_handling is {}", schema_handling.as_str())),
             _ => {}
         }
         let guards = self.guards(spec.get("guards"));
@@ -577,7 +576,9 @@ impl Validator {
             let Some(column_type) = ColumnType::parse(ty) else {
                 self.problem(
                     &format!("{field}.type"),
-                    format!("unknown type {ty:?} (STRING, INT64, FLOAT64, NUMERIC, BOOL, DATE, DATETIME, TIME, TIMESTAMP)"),
+                    format!(
+                        "unknown type {ty:?} (STRING, INT64, FLOAT64, NUMERIC, BOOL, DATE, DATETIME, TIME, TIMESTAMP)"
+                    ),
                 );
                 continue;
             };
@@ -626,33 +627,11 @@ impl Validator {
     }
 
     fn req_str(&mut self, m: &Map<String, Value>, field: &str) -> Option<String> {
-        match m.get(field) {
-            Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_string()),
-            Some(Value::String(_)) => {
-                self.problem(field, "must not be empty");
-                None
-            }
-            None | Some(Value::Null) => {
-                self.problem(field, "is required");
-                None
-            }
-            Some(_) => {
-                self.problem(field, "must be a string");
-                None
-            }
-        }
+        self.req_str_at(m, field, field)
     }
 
     fn opt_str(&mut self, m: &Map<String, Value>, field: &str) -> Option<String> {
-        match m.get(field) {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) if s.trim().is_empty() => None,
-            Some(Value::String(s)) => Some(s.trim().to_string()),
-            Some(_) => {
-                self.problem(field, "must be a string");
-                None
-            }
-        }
+        self.opt_str_at(m, field, field)
     }
 
     fn opt_i64(&mut self, m: &Map<String, Value>, field: &str) -> Option<i64> {
@@ -731,10 +710,7 @@ pub fn validate_dataset_id(d: &str) -> Result<(), String> {
 /// (BigQuery also allows some Unicode and spaces; this loader is stricter on purpose, so that ids
 /// never need quoting beyond backticks.)
 pub fn validate_table_id(t: &str) -> Result<(), String> {
-    if !t.is_empty()
-        && t.len() <= 1024
-        && t.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-    {
+    if !t.is_empty() && t.len() <= 1024 && t.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
         Ok(())
     } else {
         Err(format!(
@@ -786,7 +762,14 @@ mod tests {
         )
         .unwrap_err();
         let text = err.to_string();
-        for needle in ["google_sheet_url", "google_cloud_project_id", "bigquery_dataset_id: \"bad-ds\"", "bigquery_table_id", "schema_handling", "colour: unknown field"] {
+        for needle in [
+            "google_sheet_url",
+            "google_cloud_project_id",
+            "bigquery_dataset_id: \"bad-ds\"",
+            "bigquery_table_id",
+            "schema_handling",
+            "colour: unknown field",
+        ] {
             assert!(text.contains(needle), "{needle} missing from {text}");
         }
     }
@@ -813,8 +796,14 @@ mod tests {
 
     #[test]
     fn sheet_urls() {
-        assert_eq!(parse_sheet_url("https://docs.google.com/spreadsheets/d/abcDEF_123-x/edit#gid=42").unwrap(), ("abcDEF_123-x".into(), Some(42)));
-        assert_eq!(parse_sheet_url("https://docs.google.com/spreadsheets/d/abcDEF_123-x/edit?usp=sharing").unwrap(), ("abcDEF_123-x".into(), None));
+        assert_eq!(
+            parse_sheet_url("https://docs.google.com/spreadsheets/d/abcDEF_123-x/edit#gid=42").unwrap(),
+            ("abcDEF_123-x".into(), Some(42))
+        );
+        assert_eq!(
+            parse_sheet_url("https://docs.google.com/spreadsheets/d/abcDEF_123-x/edit?usp=sharing").unwrap(),
+            ("abcDEF_123-x".into(), None)
+        );
         assert_eq!(parse_sheet_url("abcdefghijkl").unwrap(), ("abcdefghijkl".into(), None));
         assert!(parse_sheet_url("https://example.com/x").is_err());
     }

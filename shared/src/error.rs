@@ -128,7 +128,10 @@ impl JobError {
         JobError::new(ErrorKind::Internal, message)
     }
     pub fn interrupted() -> JobError {
-        JobError::new(ErrorKind::Interrupted, "interrupted by a termination signal before finishing; the write in progress was cancelled or rolled back")
+        JobError::new(
+            ErrorKind::Interrupted,
+            "interrupted by a termination signal before finishing; the write in progress was cancelled or rolled back",
+        )
     }
     pub fn with_details(mut self, details: Vec<String>) -> JobError {
         self.details = details;

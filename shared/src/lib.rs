@@ -14,6 +14,7 @@
 pub mod a1;
 pub mod config;
 pub mod error;
+mod fields;
 pub mod google;
 pub mod kinds;
 pub mod runner;

@@ -70,11 +70,11 @@ pub fn select_task_item(list: &str, task_index: Option<usize>, what: &str) -> Jo
         (0, _) => return Err(JobError::config(format!("{what} is empty"))),
         (1, _) => items[0],
         (n, Some(i)) if i < n => items[i],
-        (n, Some(i)) => {
-            return Err(JobError::config(format!("{what} lists {n} ids but CLOUD_RUN_TASK_INDEX is {i}")))
-        }
+        (n, Some(i)) => return Err(JobError::config(format!("{what} lists {n} ids but CLOUD_RUN_TASK_INDEX is {i}"))),
         (n, None) => {
-            return Err(JobError::config(format!("{what} lists {n} ids; CLOUD_RUN_TASK_INDEX must pick one (got none)")))
+            return Err(JobError::config(format!(
+                "{what} lists {n} ids; CLOUD_RUN_TASK_INDEX must pick one (got none)"
+            )))
         }
     };
     let _ = idx;
@@ -112,38 +112,40 @@ async fn resolve(req: &JobRequest) -> JobResult<Resolved> {
         run = Some(RunRef { id: run_id, attempt });
         store = Some(s);
     }
-    let config = match &req.source {
-        ConfigSource::File(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| JobError::config(format!("cannot read config file {}: {e}", path.display())))?;
-            JobConfig::from_json_str(&text)
-                .map_err(|e| JobError::config(format!("{}: {e}", path.display())))?
-        }
-        ConfigSource::Json(text) => JobConfig::from_json_str(text)?,
-        ConfigSource::Id(_) | ConfigSource::FromRun => {
-            let id = match (&req.source, run_config_id) {
-                (ConfigSource::Id(id), Some(rc)) if *id != rc => {
-                    return Err(JobError::config(format!(
-                        "config id {id} does not match run {}'s config id {rc}",
-                        req.run_id.unwrap_or_default()
-                    )))
-                }
-                (ConfigSource::Id(id), _) => *id,
-                (_, Some(rc)) => rc,
-                _ => return Err(JobError::config("no configuration given (use --config-file, --config-json, --config-id or JOB_CONFIG_ID)")),
-            };
-            let s = match store.take() {
-                Some(s) => s,
-                None => connect(&req.db).await?,
-            };
-            let row = configs::get_by_id(&s, id)
-                .await
-                .map_err(|e| JobError::ledger(e.db_message()))?
-                .ok_or_else(|| JobError::config(format!("config id {id} does not exist in sheet_to_bigquery_configs")))?;
-            store = Some(s);
-            row.config?
-        }
-    };
+    let config =
+        match &req.source {
+            ConfigSource::File(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| JobError::config(format!("cannot read config file {}: {e}", path.display())))?;
+                JobConfig::from_json_str(&text).map_err(|e| JobError::config(format!("{}: {e}", path.display())))?
+            }
+            ConfigSource::Json(text) => JobConfig::from_json_str(text)?,
+            ConfigSource::Id(_) | ConfigSource::FromRun => {
+                let id =
+                    match (&req.source, run_config_id) {
+                        (ConfigSource::Id(id), Some(rc)) if *id != rc => {
+                            return Err(JobError::config(format!(
+                                "config id {id} does not match run {}'s config id {rc}",
+                                req.run_id.unwrap_or_default()
+                            )))
+                        }
+                        (ConfigSource::Id(id), _) => *id,
+                        (_, Some(rc)) => rc,
+                        _ => return Err(JobError::config(
+                            "no configuration given (use --config-file, --config-json, --config-id or JOB_CONFIG_ID)",
+                        )),
+                    };
+                let s = match store.take() {
+                    Some(s) => s,
+                    None => connect(&req.db).await?,
+                };
+                let row = configs::get_by_id(&s, id).await.map_err(|e| JobError::ledger(e.db_message()))?.ok_or_else(
+                    || JobError::config(format!("config id {id} does not exist in sheet_to_bigquery_configs")),
+                )?;
+                store = Some(s);
+                row.config?
+            }
+        };
     // A config from Postgres run by hand still gets a ledger row, so `last_run` and history stay true.
     if run.is_none() {
         if let (Some(s), Some(id)) = (&store, config.id) {
@@ -188,13 +190,25 @@ pub async fn execute(req: JobRequest) -> JobOutcome {
     };
     let resolved = match resolved {
         Ok(r) => r,
-        Err(e) => return finish_log(JobOutcome { config_name: None, run_id: req.run_id, result: Err(e), elapsed: started.elapsed() }),
+        Err(e) => {
+            return finish_log(JobOutcome {
+                config_name: None,
+                run_id: req.run_id,
+                result: Err(e),
+                elapsed: started.elapsed(),
+            })
+        }
     };
     let Resolved { config, store, run } = resolved;
     let span = tracing::info_span!("job", config = %config.name, kind = %config.kind, run_id = run.map(|r| r.id), attempt = run.map(|r| r.attempt));
     let _enter = span.enter();
     let result = run_resolved(&req, &config, store.as_ref(), run, &mut shutdown).await;
-    finish_log(JobOutcome { config_name: Some(config.name.clone()), run_id: run.map(|r| r.id), result, elapsed: started.elapsed() })
+    finish_log(JobOutcome {
+        config_name: Some(config.name.clone()),
+        run_id: run.map(|r| r.id),
+        result,
+        elapsed: started.elapsed(),
+    })
 }
 
 async fn run_resolved(
@@ -297,7 +311,10 @@ async fn run_resolved(
             Ok(Err(e)) => {
                 tracing::error!(error = %e.db_message(), "cannot record the run outcome");
                 if result.is_ok() {
-                    return Err(JobError::ledger(format!("the load succeeded but its outcome could not be recorded: {}", e.db_message())));
+                    return Err(JobError::ledger(format!(
+                        "the load succeeded but its outcome could not be recorded: {}",
+                        e.db_message()
+                    )));
                 }
             }
             Err(_) => tracing::error!("recording the run outcome timed out"),
@@ -373,7 +390,10 @@ mod tests {
     fn task_index_picks_one_id() {
         assert_eq!(select_task_item("7", None, "JOB_CONFIG_ID").unwrap(), 7);
         assert_eq!(select_task_item("3, 5,9", Some(1), "JOB_CONFIG_ID").unwrap(), 5);
-        assert!(select_task_item("3,5", Some(2), "JOB_CONFIG_ID").unwrap_err().message.contains("CLOUD_RUN_TASK_INDEX is 2"));
+        assert!(select_task_item("3,5", Some(2), "JOB_CONFIG_ID")
+            .unwrap_err()
+            .message
+            .contains("CLOUD_RUN_TASK_INDEX is 2"));
         assert!(select_task_item("x", None, "JOB_CONFIG_ID").unwrap_err().message.contains("not a numeric id"));
     }
 }

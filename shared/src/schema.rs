@@ -76,8 +76,7 @@ impl NumFmt {
     }
 }
 
-const RESERVED_PREFIXES: &[&str] =
-    &["_TABLE_", "_FILE_", "_PARTITION", "_ROW_TIMESTAMP", "__ROOT__", "_COLIDENTIFIER"];
+const RESERVED_PREFIXES: &[&str] = &["_TABLE_", "_FILE_", "_PARTITION", "_ROW_TIMESTAMP", "__ROOT__", "_COLIDENTIFIER"];
 
 /// The reserved BigQuery column-name prefix `name` starts with, if any.
 pub fn reserved_prefix(name: &str) -> Option<&'static str> {
@@ -136,7 +135,8 @@ pub fn normalize_headers(raw: &[String], first_col: u32) -> Vec<String> {
             }
         }
         // Keep a leading underscore the header itself had; drop ones made from punctuation.
-        let mut name = if h.trim().starts_with('_') { name.trim_end_matches('_') } else { name.trim_matches('_') }.to_string();
+        let mut name =
+            if h.trim().starts_with('_') { name.trim_end_matches('_') } else { name.trim_matches('_') }.to_string();
         if name.is_empty() {
             name = crate::a1::column_letter(first_col + i as u32);
         }
@@ -360,7 +360,13 @@ pub struct Misfit(pub String);
 fn describe(cell: &Cell) -> String {
     match cell {
         Cell::Empty => "empty".into(),
-        Cell::Bool(b) => if *b { "TRUE".into() } else { "FALSE".into() },
+        Cell::Bool(b) => {
+            if *b {
+                "TRUE".into()
+            } else {
+                "FALSE".into()
+            }
+        }
         Cell::Num(f) => {
             let mut s = String::new();
             format_number(*f, &mut s);
@@ -514,10 +520,11 @@ mod tests {
 
     #[test]
     fn headers_become_valid_unique_names() {
-        let raw: Vec<String> = ["Order ID", "order id", "", "2024 sales", "Prénom", "_TABLE_x", "a  b--c", "x".repeat(400).as_str()]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let raw: Vec<String> =
+            ["Order ID", "order id", "", "2024 sales", "Prénom", "_TABLE_x", "a  b--c", "x".repeat(400).as_str()]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
         let n = normalize_headers(&raw, 0);
         assert_eq!(n[0], "Order_ID");
         assert_eq!(n[1], "order_id_2");
@@ -563,11 +570,20 @@ mod tests {
         assert_eq!(val(Cell::Num(0.75), ColumnType::Time, NumFmt::Time).unwrap(), "\"18:00:00\"");
         assert_eq!(val(Cell::Num(42.0), ColumnType::String, NumFmt::Plain).unwrap(), "\"42\"");
         assert_eq!(val(Cell::Num(45296.0), ColumnType::String, NumFmt::Date).unwrap(), "\"2024-01-05\"");
-        assert_eq!(val(Cell::Text("say \"hi\"\n東京".into()), ColumnType::String, NumFmt::Plain).unwrap(), "\"say \\\"hi\\\"\\n東京\"");
+        assert_eq!(
+            val(Cell::Text("say \"hi\"\n東京".into()), ColumnType::String, NumFmt::Plain).unwrap(),
+            "\"say \\\"hi\\\"\\n東京\""
+        );
         assert_eq!(val(Cell::Num(1234.5), ColumnType::Numeric, NumFmt::Currency).unwrap(), "\"1234.5\"");
-        assert_eq!(val(Cell::Text("2024-01-05T10:00:00+02:00".into()), ColumnType::Timestamp, NumFmt::Plain).unwrap(), "\"2024-01-05T08:00:00.000000Z\"");
+        assert_eq!(
+            val(Cell::Text("2024-01-05T10:00:00+02:00".into()), ColumnType::Timestamp, NumFmt::Plain).unwrap(),
+            "\"2024-01-05T08:00:00.000000Z\""
+        );
         assert_eq!(val(Cell::Text(" 17 ".into()), ColumnType::Int64, NumFmt::Plain).unwrap(), "17");
-        assert_eq!(val(Cell::Text("abc".into()), ColumnType::Int64, NumFmt::Plain).unwrap_err().0, "\"abc\" is not INT64");
+        assert_eq!(
+            val(Cell::Text("abc".into()), ColumnType::Int64, NumFmt::Plain).unwrap_err().0,
+            "\"abc\" is not INT64"
+        );
         assert_eq!(val(Cell::Num(1.5), ColumnType::Int64, NumFmt::Plain).unwrap_err().0, "1.5 is not INT64");
         assert_eq!(val(Cell::Empty, ColumnType::Int64, NumFmt::Plain).unwrap(), "");
     }

@@ -152,10 +152,7 @@ where
         let mut line = Map::new();
         line.insert("severity".into(), severity(event.metadata().level()).into());
         line.insert("message".into(), message.into());
-        line.insert(
-            "time".into(),
-            chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true).into(),
-        );
+        line.insert("time".into(), chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true).into());
         line.insert("target".into(), event.metadata().target().into());
         for (k, v) in fields {
             line.entry(k).or_insert(v);

@@ -30,10 +30,7 @@ use serde_yaml_ng::Value;
 // The repository
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
 }
 
 fn read(rel: &str) -> String {
@@ -59,15 +56,8 @@ fn files_under(rel: &str) -> Vec<String> {
     let r = root();
     let mut found = Vec::new();
     walk(&r.join(rel), &mut found);
-    let mut v: Vec<String> = found
-        .iter()
-        .map(|p| {
-            p.strip_prefix(&r)
-                .expect("under root")
-                .to_string_lossy()
-                .into_owned()
-        })
-        .collect();
+    let mut v: Vec<String> =
+        found.iter().map(|p| p.strip_prefix(&r).expect("under root").to_string_lossy().into_owned()).collect();
     v.sort();
     v
 }
@@ -77,19 +67,14 @@ fn deploy_files() -> Vec<String> {
 }
 
 fn yaml_files() -> Vec<String> {
-    let mut v: Vec<String> = deploy_files()
-        .into_iter()
-        .filter(|f| f.ends_with(".yaml") || f.ends_with(".yml"))
-        .collect();
+    let mut v: Vec<String> =
+        deploy_files().into_iter().filter(|f| f.ends_with(".yaml") || f.ends_with(".yml")).collect();
     v.push("cloudbuild-job.yaml".into());
     v
 }
 
 fn shell_scripts() -> Vec<String> {
-    deploy_files()
-        .into_iter()
-        .filter(|f| f.ends_with(".sh"))
-        .collect()
+    deploy_files().into_iter().filter(|f| f.ends_with(".sh")).collect()
 }
 
 fn yaml(rel: &str) -> Value {
@@ -122,13 +107,8 @@ fn placeholders(text: &str) -> BTreeSet<String> {
         if let Some(end) = rest.find('}') {
             let name = &rest[..end];
             if !name.is_empty()
-                && name
-                    .chars()
-                    .next()
-                    .is_some_and(|c| c.is_ascii_uppercase() || c == '_')
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+                && name.chars().next().is_some_and(|c| c.is_ascii_uppercase() || c == '_')
+                && name.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
             {
                 out.insert(name.to_string());
             }
@@ -175,9 +155,7 @@ fn has_token(text: &str, token: &str) -> bool {
 /// A README section's body, from `## title` to the next `## ` heading.
 fn readme_section(readme: &str, title: &str) -> String {
     let head = format!("## {title}\n");
-    let start = readme
-        .find(&head)
-        .unwrap_or_else(|| panic!("README.md has no section `## {title}`"));
+    let start = readme.find(&head).unwrap_or_else(|| panic!("README.md has no section `## {title}`"));
     let body = &readme[start + head.len()..];
     let end = body.find("\n## ").map(|i| i + 1).unwrap_or(body.len());
     body[..end].to_string()
@@ -188,10 +166,7 @@ const DEPLOY_SECTIONS: [&str; 2] = ["Deploy to Google Cloud", "Migrating from th
 /// Where settings may be documented: the README and every file of the deployment.
 fn documentation() -> String {
     let mut text = read("README.md");
-    for f in deploy_files()
-        .iter()
-        .chain(std::iter::once(&"cloudbuild-job.yaml".to_string()))
-    {
+    for f in deploy_files().iter().chain(std::iter::once(&"cloudbuild-job.yaml".to_string())) {
         text.push('\n');
         text.push_str(&read(f));
     }
@@ -225,10 +200,7 @@ struct Cmd {
 
 impl Cmd {
     fn name(&self) -> String {
-        std::iter::once(self.bin.as_str())
-            .chain(self.path.iter().map(String::as_str))
-            .collect::<Vec<_>>()
-            .join(" ")
+        std::iter::once(self.bin.as_str()).chain(self.path.iter().map(String::as_str)).collect::<Vec<_>>().join(" ")
     }
     fn accepts(&self, flag: &str) -> bool {
         flag == "help" || flag == "version" || self.opts.iter().any(|o| o.flag == flag)
@@ -242,12 +214,7 @@ fn help_of(bin: &str, path: &[String]) -> String {
         .env("COLUMNS", "400")
         .output()
         .unwrap_or_else(|e| panic!("cannot run {bin} --help: {e}"));
-    assert!(
-        out.status.success(),
-        "`{bin} {} --help` failed: {}",
-        path.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "`{bin} {} --help` failed: {}", path.join(" "), String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -256,19 +223,12 @@ fn option_flag(trimmed: &str) -> Option<String> {
     let b = trimmed.as_bytes();
     let rest = if let Some(r) = trimmed.strip_prefix("--") {
         r
-    } else if b.len() > 6
-        && b[0] == b'-'
-        && b[1].is_ascii_alphanumeric()
-        && trimmed[2..].starts_with(", --")
-    {
+    } else if b.len() > 6 && b[0] == b'-' && b[1].is_ascii_alphanumeric() && trimmed[2..].starts_with(", --") {
         &trimmed[6..]
     } else {
         return None;
     };
-    let name: String = rest
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
-        .collect();
+    let name: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
     (!name.is_empty()).then_some(name)
 }
 
@@ -279,10 +239,7 @@ fn env_tags(text: &str) -> Vec<(String, bool)> {
     let mut rest = flat.as_str();
     while let Some(i) = rest.find("[env:") {
         rest = rest[i + 5..].trim_start();
-        let name: String = rest
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-            .collect();
+        let name: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
         let hidden = rest[name.len()..].starts_with(']');
         if !name.is_empty() {
             out.push((name, hidden));
@@ -314,11 +271,7 @@ fn parse_help(text: &str) -> (Vec<Opt>, BTreeMap<String, bool>, Vec<String>) {
         }
         if in_commands {
             if line.starts_with("  ") && !line.starts_with("   ") {
-                let word = trimmed
-                    .split_whitespace()
-                    .next()
-                    .unwrap_or("")
-                    .trim_end_matches(',');
+                let word = trimmed.split_whitespace().next().unwrap_or("").trim_end_matches(',');
                 if word != "help" && !word.is_empty() {
                     subcommands.push(word.to_string());
                 }
@@ -339,10 +292,7 @@ fn parse_help(text: &str) -> (Vec<Opt>, BTreeMap<String, bool>, Vec<String>) {
     blocks.extend(current.take());
     let opts = blocks
         .into_iter()
-        .map(|(flag, block)| Opt {
-            env: env_tags(&block).into_iter().next().map(|(n, _)| n),
-            flag,
-        })
+        .map(|(flag, block)| Opt { env: env_tags(&block).into_iter().next().map(|(n, _)| n), flag })
         .collect();
     let envs = env_tags(text).into_iter().collect();
     (opts, envs, subcommands)
@@ -362,14 +312,7 @@ fn commands(bin: &str) -> Vec<Cmd> {
                 queue.push(p);
             }
         }
-        out.push(Cmd {
-            bin: bin.to_string(),
-            path,
-            help,
-            opts,
-            envs,
-            subcommands,
-        });
+        out.push(Cmd { bin: bin.to_string(), path, help, opts, envs, subcommands });
     }
     out.sort_by(|a, b| a.path.cmp(&b.path));
     out
@@ -400,72 +343,36 @@ fn clap_envs(cmds: &[Cmd], bin: &str) -> BTreeMap<String, bool> {
 /// Set by Cloud Run in every container of a service or job. Templates must not set them
 /// (Cloud Run refuses or overrides them); the binaries may read them.
 const SET_BY_CLOUD_RUN: &[(&str, &str)] = &[
-    (
-        "PORT",
-        "services: the port to listen on; `orchestrator serve` listens on 0.0.0.0:$PORT",
-    ),
-    (
-        "K_SERVICE",
-        "services: the service name; read to detect Cloud Run (postgres_upsert environment)",
-    ),
+    ("PORT", "services: the port to listen on; `orchestrator serve` listens on 0.0.0.0:$PORT"),
+    ("K_SERVICE", "services: the service name; read to detect Cloud Run (postgres_upsert environment)"),
     ("K_REVISION", "services: the revision name"),
     ("K_CONFIGURATION", "services: the configuration name"),
-    (
-        "CLOUD_RUN_JOB",
-        "jobs: the job name; read to detect Cloud Run (postgres_upsert environment)",
-    ),
+    ("CLOUD_RUN_JOB", "jobs: the job name; read to detect Cloud Run (postgres_upsert environment)"),
     ("CLOUD_RUN_EXECUTION", "jobs: the execution name"),
-    (
-        "CLOUD_RUN_TASK_INDEX",
-        "jobs: the task's index; the job picks its id from a JOB_CONFIG_ID list with it",
-    ),
+    ("CLOUD_RUN_TASK_INDEX", "jobs: the task's index; the job picks its id from a JOB_CONFIG_ID list with it"),
     ("CLOUD_RUN_TASK_ATTEMPT", "jobs: the task's retry number"),
-    (
-        "CLOUD_RUN_TASK_COUNT",
-        "jobs: the number of tasks of the execution",
-    ),
+    ("CLOUD_RUN_TASK_COUNT", "jobs: the number of tasks of the execution"),
 ];
 
 /// Settings the binaries read with `std::env` instead of through clap, so `--help` does not list
 /// them. They must be documented like the others; the sources are scanned for such reads, and
 /// each must be listed here (or below) with a reason.
 const READ_OUTSIDE_CLAP: &[(&str, &str)] = &[
-    (
-        "RUST_LOG",
-        "log filter; tracing-subscriber's EnvFilter reads it (shared/src/telemetry.rs)",
-    ),
-    (
-        "GOOGLE_APPLICATION_CREDENTIALS",
-        "Application Default Credentials key file (shared/src/google/auth.rs)",
-    ),
-    (
-        "GOOGLE_CLOUD_PROJECT",
-        "the orchestrator's fallback for --cloud-run-project",
-    ),
-    (
-        "ENVIRONMENT",
-        "local/staging/production for postgres_upsert; production refuses --skip-backup",
-    ),
+    ("RUST_LOG", "log filter; tracing-subscriber's EnvFilter reads it (shared/src/telemetry.rs)"),
+    ("GOOGLE_APPLICATION_CREDENTIALS", "Application Default Credentials key file (shared/src/google/auth.rs)"),
+    ("GOOGLE_CLOUD_PROJECT", "the orchestrator's fallback for --cloud-run-project"),
+    ("ENVIRONMENT", "local/staging/production for postgres_upsert; production refuses --skip-backup"),
     ("IMPORT_BATCH_SIZE", "postgres_upsert default batch size"),
     ("IMPORT_MAX_ROWS", "postgres_upsert default row limit"),
-    (
-        "IMPORT_TIMEOUT_SECONDS",
-        "postgres_upsert default statement timeout",
-    ),
+    ("IMPORT_TIMEOUT_SECONDS", "postgres_upsert default statement timeout"),
     ("IMPORT_BACKUP_DIR", "postgres_upsert backup directory"),
-    (
-        "PG_DUMP",
-        "the pg_dump binary postgres_upsert backs up with",
-    ),
+    ("PG_DUMP", "the pg_dump binary postgres_upsert backs up with"),
 ];
 
 /// Conventions of any Unix process: read, but not settings of this product. Not documented, and
 /// never set by the templates.
 const PROCESS_CONVENTIONS: &[(&str, &str)] = &[
-    (
-        "HOME",
-        "where gcloud's application-default credentials file is looked for",
-    ),
+    ("HOME", "where gcloud's application-default credentials file is looked for"),
     ("HOSTNAME", "names the process in job_runs.lease_owner"),
     ("TERM", "jobctl: no colour on a dumb terminal"),
     ("NO_COLOR", "jobctl: no colour when set (no-color.org)"),
@@ -487,11 +394,7 @@ fn env_reads_in_sources() -> BTreeMap<String, String> {
                 while let Some(i) = text[start..].find(pat) {
                     let at = start + i;
                     start = at + pat.len();
-                    if text[..at]
-                        .chars()
-                        .next_back()
-                        .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
-                    {
+                    if text[..at].chars().next_back().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_') {
                         continue;
                     }
                     let name: String = text[start..]
@@ -504,8 +407,7 @@ fn env_reads_in_sources() -> BTreeMap<String, String> {
                 }
             }
             if text.contains("from_default_env") {
-                out.entry("RUST_LOG".to_string())
-                    .or_insert_with(|| f.clone());
+                out.entry("RUST_LOG".to_string()).or_insert_with(|| f.clone());
             }
         }
     }
@@ -549,21 +451,9 @@ fn dockerfile() -> Vec<Stage> {
         let args = args.trim().to_string();
         if instr == "FROM" {
             let words: Vec<&str> = args.split_whitespace().collect();
-            let from = words
-                .iter()
-                .find(|w| !w.starts_with("--"))
-                .copied()
-                .unwrap_or("")
-                .to_string();
-            let name = words
-                .windows(2)
-                .find(|w| w[0].eq_ignore_ascii_case("as"))
-                .map(|w| w[1].to_string());
-            stages.push(Stage {
-                from,
-                name,
-                instructions: Vec::new(),
-            });
+            let from = words.iter().find(|w| !w.starts_with("--")).copied().unwrap_or("").to_string();
+            let name = words.windows(2).find(|w| w[0].eq_ignore_ascii_case("as")).map(|w| w[1].to_string());
+            stages.push(Stage { from, name, instructions: Vec::new() });
         } else if let Some(s) = stages.last_mut() {
             s.instructions.push((instr, args));
         }
@@ -573,8 +463,7 @@ fn dockerfile() -> Vec<Stage> {
 
 /// `["a", "b"]` (exec form) or `a b` (shell form).
 fn exec_form(args: &str) -> Vec<String> {
-    serde_json::from_str::<Vec<String>>(args)
-        .unwrap_or_else(|_| args.split_whitespace().map(String::from).collect())
+    serde_json::from_str::<Vec<String>>(args).unwrap_or_else(|_| args.split_whitespace().map(String::from).collect())
 }
 
 fn basename(p: &str) -> String {
@@ -585,17 +474,9 @@ fn basename(p: &str) -> String {
 fn entrypoint_bin() -> String {
     let stages = dockerfile();
     let last = stages.last().expect("deploy/Dockerfile has a stage");
-    let ep = last
-        .instructions
-        .iter()
-        .rev()
-        .find(|(i, _)| i == "ENTRYPOINT")
-        .expect("the final stage has an ENTRYPOINT");
-    basename(
-        exec_form(&ep.1)
-            .first()
-            .expect("ENTRYPOINT names a program"),
-    )
+    let ep =
+        last.instructions.iter().rev().find(|(i, _)| i == "ENTRYPOINT").expect("the final stage has an ENTRYPOINT");
+    basename(exec_form(&ep.1).first().expect("ENTRYPOINT names a program"))
 }
 
 fn workspace_members() -> Vec<String> {
@@ -603,11 +484,7 @@ fn workspace_members() -> Vec<String> {
     let start = text.find("members").expect("[workspace] members");
     let open = start + text[start..].find('[').expect("members = [");
     let close = open + text[open..].find(']').expect("members = […]");
-    text[open + 1..close]
-        .split(',')
-        .map(|s| s.trim().trim_matches('"').to_string())
-        .filter(|s| !s.is_empty())
-        .collect()
+    text[open + 1..close].split(',').map(|s| s.trim().trim_matches('"').to_string()).filter(|s| !s.is_empty()).collect()
 }
 
 /// The binaries a member crate builds: its `[[bin]]` sections plus Cargo's auto-discovered ones.
@@ -640,16 +517,10 @@ fn member_bins(member: &str) -> Vec<String> {
     }
     let package = package.unwrap_or_else(|| panic!("{member}/Cargo.toml has no package name"));
     let explicit_paths: BTreeSet<String> = bins.iter().filter_map(|b| b.1.clone()).collect();
-    let mut out: Vec<String> = bins
-        .iter()
-        .map(|b| b.0.clone().unwrap_or_else(|| package.clone()))
-        .collect();
+    let mut out: Vec<String> = bins.iter().map(|b| b.0.clone().unwrap_or_else(|| package.clone())).collect();
     if autobins {
         let dir = root().join(member);
-        if dir.join("src/main.rs").exists()
-            && !explicit_paths.contains("src/main.rs")
-            && !out.contains(&package)
-        {
+        if dir.join("src/main.rs").exists() && !explicit_paths.contains("src/main.rs") && !out.contains(&package) {
             out.push(package.clone());
         }
         if let Ok(rd) = std::fs::read_dir(dir.join("src/bin")) {
@@ -672,11 +543,7 @@ fn member_bins(member: &str) -> Vec<String> {
 const TEST_MEMBER: &str = "tests";
 
 fn shippable_bins() -> BTreeSet<String> {
-    workspace_members()
-        .iter()
-        .filter(|m| m.as_str() != TEST_MEMBER)
-        .flat_map(|m| member_bins(m))
-        .collect()
+    workspace_members().iter().filter(|m| m.as_str() != TEST_MEMBER).flat_map(|m| member_bins(m)).collect()
 }
 
 /// Docker's .dockerignore matching, for the patterns we use: `dir/`, `name`, `a/b`, `*`, `**`
@@ -695,9 +562,7 @@ fn dockerignored(patterns: &[String], path: &str) -> bool {
             None => p == s,
             Some(i) => {
                 let (pre, post) = (&p[..i], &p[i + 1..]);
-                s.starts_with(pre)
-                    && (0..=s.len().saturating_sub(pre.len()))
-                        .any(|k| seg(post, &s[pre.len() + k..]))
+                s.starts_with(pre) && (0..=s.len().saturating_sub(pre.len())).any(|k| seg(post, &s[pre.len() + k..]))
             }
         }
     }
@@ -764,28 +629,18 @@ fn cloud_run_containers() -> Vec<Container> {
         if !is_cloud_run(&doc) {
             continue;
         }
-        let resource = doc["metadata"]["name"]
-            .as_str()
-            .unwrap_or_else(|| panic!("{f}: metadata.name"))
-            .to_string();
+        let resource = doc["metadata"]["name"].as_str().unwrap_or_else(|| panic!("{f}: metadata.name")).to_string();
         for c in seq(&pod_spec(&doc)["containers"]) {
             let command = strings(&c["command"]);
-            let bin = command
-                .first()
-                .map(|c| basename(c))
-                .unwrap_or_else(|| entry.clone());
+            let bin = command.first().map(|c| basename(c)).unwrap_or_else(|| entry.clone());
             let env = seq(&c["env"])
                 .iter()
                 .map(|e| EnvEntry {
-                    name: scalar(&e["name"])
-                        .unwrap_or_else(|| panic!("{f}: an env entry without a name")),
+                    name: scalar(&e["name"]).unwrap_or_else(|| panic!("{f}: an env entry without a name")),
                     value: scalar(&e["value"]),
-                    secret: e["valueFrom"]["secretKeyRef"]["name"].as_str().map(|n| {
-                        (
-                            n.to_string(),
-                            scalar(&e["valueFrom"]["secretKeyRef"]["key"]).unwrap_or_default(),
-                        )
-                    }),
+                    secret: e["valueFrom"]["secretKeyRef"]["name"]
+                        .as_str()
+                        .map(|n| (n.to_string(), scalar(&e["valueFrom"]["secretKeyRef"]["key"]).unwrap_or_default())),
                 })
                 .collect();
             out.push(Container {
@@ -804,16 +659,12 @@ fn cloud_run_containers() -> Vec<Container> {
 }
 
 fn container_of<'a>(cs: &'a [Container], file: &str) -> &'a Container {
-    cs.iter()
-        .find(|c| c.file == file)
-        .unwrap_or_else(|| panic!("{file} has no container"))
+    cs.iter().find(|c| c.file == file).unwrap_or_else(|| panic!("{file} has no container"))
 }
 
 /// Which binary a Cloud Run resource (by name) runs, from the specs.
 fn resource_bins(cs: &[Container]) -> BTreeMap<String, String> {
-    cs.iter()
-        .map(|c| (c.resource.clone(), c.bin.clone()))
-        .collect()
+    cs.iter().map(|c| (c.resource.clone(), c.bin.clone())).collect()
 }
 
 /// `K=V,K2=V2` of `--set-env-vars` (also gcloud's `^D^K=V…` custom delimiter).
@@ -856,16 +707,8 @@ fn markdown_sources(file: &str, text: &str, out: &mut Vec<Source>) {
         target.push_str(line);
         target.push('\n');
     }
-    out.push(Source {
-        file: file.into(),
-        text: code,
-        strict: true,
-    });
-    out.push(Source {
-        file: file.into(),
-        text: prose,
-        strict: false,
-    });
+    out.push(Source { file: file.into(), text: code, strict: true });
+    out.push(Source { file: file.into(), text: prose, strict: false });
 }
 
 /// The deployment's files split into code and commentary, plus the README's deploy sections.
@@ -891,26 +734,14 @@ fn sources() -> Vec<Source> {
                 code.push('\n');
             }
         }
-        out.push(Source {
-            file: f.clone(),
-            text: join_continuations(&comments),
-            strict: false,
-        });
+        out.push(Source { file: f.clone(), text: join_continuations(&comments), strict: false });
         // YAML is data: commands in its strings are documentation.
         let strict = f.ends_with(".sh");
-        out.push(Source {
-            file: f,
-            text: join_continuations(&code),
-            strict,
-        });
+        out.push(Source { file: f, text: join_continuations(&code), strict });
     }
     let readme = read("README.md");
     for s in DEPLOY_SECTIONS {
-        markdown_sources(
-            &format!("README.md ({s})"),
-            &join_continuations(&readme_section(&readme, s)),
-            &mut out,
-        );
+        markdown_sources(&format!("README.md ({s})"), &join_continuations(&readme_section(&readme, s)), &mut out);
     }
     out
 }
@@ -918,10 +749,7 @@ fn sources() -> Vec<Source> {
 /// The words after each invocation of `program` in `text`, up to the end of that command
 /// (an unquoted `)`, `;`, `|`, `&`, `<`, `>`, backquote, newline, or a `#` comment).
 fn invocations(text: &str, program: &str) -> Vec<Vec<String>> {
-    located_invocations(text, program)
-        .into_iter()
-        .map(|(_, w)| w)
-        .collect()
+    located_invocations(text, program).into_iter().map(|(_, w)| w).collect()
 }
 
 /// Like [`invocations`], with whether each stands where a shell command starts (line start,
@@ -944,20 +772,12 @@ fn located_invocations(text: &str, program: &str) -> Vec<(bool, Vec<String>)> {
         let line_start = text[..at].rfind('\n').map(|i| i + 1).unwrap_or(0);
         let prefix = text[line_start..at].trim();
         let prefix = prefix.strip_prefix("$ ").unwrap_or(prefix);
-        if prefix
-            .split_whitespace()
-            .last()
-            .is_some_and(|w| w.starts_with('-'))
-        {
+        if prefix.split_whitespace().last().is_some_and(|w| w.starts_with('-')) {
             continue; // the value of a flag (`--bin orchestrator`), not an invocation
         }
         let at_command = prefix.is_empty()
-            || ["$(", "(", "|", ";", "&&", "`", "then", "do", "else"]
-                .iter()
-                .any(|e| prefix.ends_with(e))
-            || prefix
-                .split_whitespace()
-                .all(|w| w.contains('=') && !w.starts_with('-'));
+            || ["$(", "(", "|", ";", "&&", "`", "then", "do", "else"].iter().any(|e| prefix.ends_with(e))
+            || prefix.split_whitespace().all(|w| w.contains('=') && !w.starts_with('-'));
         out.push((at_command, words(&text[start..])));
     }
     out
@@ -965,10 +785,7 @@ fn located_invocations(text: &str, program: &str) -> Vec<(bool, Vec<String>)> {
 
 /// The lines of a script or YAML file that are not comments.
 fn code_lines(text: &str) -> String {
-    text.lines()
-        .filter(|l| !l.trim_start().starts_with('#'))
-        .collect::<Vec<_>>()
-        .join("\n")
+    text.lines().filter(|l| !l.trim_start().starts_with('#')).collect::<Vec<_>>().join("\n")
 }
 
 fn words(s: &str) -> Vec<String> {
@@ -1044,50 +861,29 @@ fn check_our_invocation(cmds: &[Cmd], bin: &str, words: &[String], strict: bool)
         i += 1;
     }
     if path.is_empty() && !words.first().is_some_and(|w| w.starts_with("--")) {
-        return (strict && !cmd.subcommands.is_empty()).then(|| {
-            format!(
-                "`{bin} {}`: no such subcommand (has: {})",
-                words.join(" "),
-                cmd.subcommands.join(", ")
-            )
-        });
+        return (strict && !cmd.subcommands.is_empty())
+            .then(|| format!("`{bin} {}`: no such subcommand (has: {})", words.join(" "), cmd.subcommands.join(", ")));
     }
     let bad: Vec<String> = words[i..]
         .iter()
         .filter_map(|w| w.strip_prefix("--"))
-        .map(|f| {
-            f.split('=')
-                .next()
-                .unwrap_or("")
-                .trim_end_matches([',', '.', ':'])
-                .to_string()
-        })
+        .map(|f| f.split('=').next().unwrap_or("").trim_end_matches([',', '.', ':']).to_string())
         .filter(|f| !f.is_empty() && !cmd.accepts(f))
         .collect();
-    (!bad.is_empty()).then(|| {
-        format!(
-            "`{} {}`: {} accepts no --{}",
-            bin,
-            words.join(" "),
-            cmd.name(),
-            bad.join(", --")
-        )
-    })
+    (!bad.is_empty())
+        .then(|| format!("`{} {}`: {} accepts no --{}", bin, words.join(" "), cmd.name(), bad.join(", --")))
 }
 
 /// The gcloud SDK's static command tree (data/cli/gcloud_completions.py), when gcloud is installed.
 fn gcloud_sdk() -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    let gcloud = std::env::split_paths(&path)
-        .map(|d| d.join("gcloud"))
-        .find(|p| p.is_file())?;
+    let gcloud = std::env::split_paths(&path).map(|d| d.join("gcloud")).find(|p| p.is_file())?;
     let real = std::fs::canonicalize(gcloud).ok()?;
     Some(real.parent()?.parent()?.to_path_buf())
 }
 
 fn gcloud_tree() -> Option<serde_json::Value> {
-    let text =
-        std::fs::read_to_string(gcloud_sdk()?.join("data/cli/gcloud_completions.py")).ok()?;
+    let text = std::fs::read_to_string(gcloud_sdk()?.join("data/cli/gcloud_completions.py")).ok()?;
     serde_json::from_str(&text[text.find('{')?..]).ok()
 }
 
@@ -1119,12 +915,7 @@ fn check_gcloud(tree: &serde_json::Value, words: &[String], strict: bool) -> Opt
         return strict.then(|| format!("`{line}`: unknown gcloud command"));
     }
     if node["commands"].as_object().is_some_and(|m| !m.is_empty()) {
-        return strict.then(|| {
-            format!(
-                "`{line}`: `gcloud {}` is a command group, not a command",
-                path.join(" ")
-            )
-        });
+        return strict.then(|| format!("`{line}`: `gcloud {}` is a command group, not a command", path.join(" ")));
     }
     let bad: Vec<String> = words[i..]
         .iter()
@@ -1133,13 +924,7 @@ fn check_gcloud(tree: &serde_json::Value, words: &[String], strict: bool) -> Opt
         .filter(|f| !f.is_empty())
         .filter(|f| !has_flag(node, f) && !f.strip_prefix("no-").is_some_and(|g| has_flag(node, g)))
         .collect();
-    (!bad.is_empty()).then(|| {
-        format!(
-            "`{line}`: `gcloud {}` has no --{}",
-            path.join(" "),
-            bad.join(", --")
-        )
-    })
+    (!bad.is_empty()).then(|| format!("`{line}`: `gcloud {}` has no --{}", path.join(" "), bad.join(", --")))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1154,17 +939,9 @@ fn braces(s: &str) -> String {
     let mut out = String::new();
     let mut chars = s.chars().peekable();
     while let Some(c) = chars.next() {
-        if c == '$'
-            && chars
-                .peek()
-                .is_some_and(|n| n.is_ascii_uppercase() || *n == '_')
-        {
+        if c == '$' && chars.peek().is_some_and(|n| n.is_ascii_uppercase() || *n == '_') {
             let mut name = String::new();
-            while let Some(n) = chars
-                .peek()
-                .copied()
-                .filter(|n| n.is_ascii_alphanumeric() || *n == '_')
-            {
+            while let Some(n) = chars.peek().copied().filter(|n| n.is_ascii_alphanumeric() || *n == '_') {
                 name.push(n);
                 chars.next();
             }
@@ -1211,9 +988,7 @@ fn seconds(s: &str) -> u64 {
         Some('h') => (&s[..s.len() - 1], 3600),
         _ => (s, 1),
     };
-    n.parse::<u64>()
-        .unwrap_or_else(|_| panic!("{s:?} is not a duration"))
-        * mult
+    n.parse::<u64>().unwrap_or_else(|_| panic!("{s:?} is not a duration")) * mult
 }
 
 // =============================================================================================
@@ -1225,8 +1000,7 @@ fn every_yaml_file_parses() {
         let text = read(&f);
         let mut docs = 0;
         for doc in serde_yaml_ng::Deserializer::from_str(&text) {
-            let v =
-                Value::deserialize(doc).unwrap_or_else(|e| panic!("{f} is not valid YAML: {e}"));
+            let v = Value::deserialize(doc).unwrap_or_else(|e| panic!("{f} is not valid YAML: {e}"));
             assert!(!v.is_null(), "{f}: an empty YAML document");
             docs += 1;
         }
@@ -1234,9 +1008,8 @@ fn every_yaml_file_parses() {
         // Rendered with sample values it still parses (placeholders never break the syntax).
         let rendered = render_sample(&text);
         for doc in serde_yaml_ng::Deserializer::from_str(&rendered) {
-            Value::deserialize(doc).unwrap_or_else(|e| {
-                panic!("{f} rendered with sample values is not valid YAML: {e}")
-            });
+            Value::deserialize(doc)
+                .unwrap_or_else(|e| panic!("{f} rendered with sample values is not valid YAML: {e}"));
         }
     }
 }
@@ -1246,15 +1019,12 @@ fn templates_render_with_render_sh() {
     for f in deploy_files() {
         let text = read(&f);
         let names = placeholders(&text);
-        if names.is_empty() || f.ends_with(".sh") || f.ends_with(".md") || f.ends_with("Dockerfile")
-        {
+        if names.is_empty() || f.ends_with(".sh") || f.ends_with(".md") || f.ends_with("Dockerfile") {
             continue;
         }
         let run = |skip: Option<&str>| {
             let mut c = Command::new("bash");
-            c.arg(root().join("deploy/render.sh"))
-                .arg(root().join(&f))
-                .env_clear();
+            c.arg(root().join("deploy/render.sh")).arg(root().join(&f)).env_clear();
             if let Some(path) = std::env::var_os("PATH") {
                 c.env("PATH", path);
             }
@@ -1264,36 +1034,17 @@ fn templates_render_with_render_sh() {
             c.output().expect("run deploy/render.sh")
         };
         let out = run(None);
-        assert!(
-            out.status.success(),
-            "render.sh {f}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "render.sh {f}: {}", String::from_utf8_lossy(&out.stderr));
         let rendered = String::from_utf8(out.stdout).unwrap();
-        assert!(
-            placeholders(&rendered).is_empty(),
-            "render.sh left placeholders in {f}:\n{rendered}"
-        );
-        assert_eq!(
-            rendered.trim_end(),
-            render_sample(&text).trim_end(),
-            "render.sh {f} renders differently"
-        );
+        assert!(placeholders(&rendered).is_empty(), "render.sh left placeholders in {f}:\n{rendered}");
+        assert_eq!(rendered.trim_end(), render_sample(&text).trim_end(), "render.sh {f} renders differently");
         if f.ends_with(".yaml") {
-            serde_yaml_ng::from_str::<Value>(&rendered)
-                .unwrap_or_else(|e| panic!("rendered {f} is not YAML: {e}"));
+            serde_yaml_ng::from_str::<Value>(&rendered).unwrap_or_else(|e| panic!("rendered {f} is not YAML: {e}"));
         }
         let missing = names.iter().next().unwrap();
         let out = run(Some(missing));
-        assert_eq!(
-            out.status.code(),
-            Some(1),
-            "render.sh {f} without {missing} must fail"
-        );
-        assert!(
-            String::from_utf8_lossy(&out.stderr).contains(missing.as_str()),
-            "the error names {missing}"
-        );
+        assert_eq!(out.status.code(), Some(1), "render.sh {f} without {missing} must fail");
+        assert!(String::from_utf8_lossy(&out.stderr).contains(missing.as_str()), "the error names {missing}");
     }
 }
 
@@ -1312,21 +1063,14 @@ fn every_setting_of_the_binaries_is_documented() {
             let flag = format!("--{}", o.flag);
             // A flag with an env var is the same setting: documenting either one will do.
             let env_documented = o.env.as_ref().is_some_and(|e| has_token(&docs, e));
-            if o.flag != "help"
-                && o.flag != "version"
-                && !has_token(&docs, &flag)
-                && !env_documented
-            {
+            if o.flag != "help" && o.flag != "version" && !has_token(&docs, &flag) && !env_documented {
                 missing.entry(c.name()).or_default().push(flag);
             }
         }
     }
     for (name, _) in READ_OUTSIDE_CLAP {
         if !has_token(&docs, name) {
-            missing
-                .entry("(read outside clap)".into())
-                .or_default()
-                .push(name.to_string());
+            missing.entry("(read outside clap)".into()).or_default().push(name.to_string());
         }
     }
     assert!(
@@ -1356,15 +1100,8 @@ fn env_vars_read_outside_clap_are_listed_with_a_reason() {
         "env vars read with std::env that no --help lists: add each to READ_OUTSIDE_CLAP in tests/it/deploy.rs with a reason, and document it: {}",
         unlisted.join(", ")
     );
-    let stale: Vec<&str> = READ_OUTSIDE_CLAP
-        .iter()
-        .map(|(n, _)| *n)
-        .filter(|n| !reads.contains_key(*n))
-        .collect();
-    assert!(
-        stale.is_empty(),
-        "READ_OUTSIDE_CLAP lists env vars no source reads any more: {stale:?}"
-    );
+    let stale: Vec<&str> = READ_OUTSIDE_CLAP.iter().map(|(n, _)| *n).filter(|n| !reads.contains_key(*n)).collect();
+    assert!(stale.is_empty(), "READ_OUTSIDE_CLAP lists env vars no source reads any more: {stale:?}");
 }
 
 #[test]
@@ -1376,52 +1113,32 @@ fn templates_set_only_env_vars_their_binary_reads() {
     let mut check = |place: &str, bin: &str, name: &str, plain_value: bool| {
         let known = clap_envs(&cmds, bin);
         if let Some((_, why)) = SET_BY_CLOUD_RUN.iter().find(|(n, _)| *n == name) {
-            problems.push(format!(
-                "{place}: sets {name}, which Cloud Run sets itself ({why})"
-            ));
+            problems.push(format!("{place}: sets {name}, which Cloud Run sets itself ({why})"));
         } else if listed(PROCESS_CONVENTIONS, name) {
-            problems.push(format!(
-                "{place}: sets {name}, a process convention, not a setting"
-            ));
+            problems.push(format!("{place}: sets {name}, a process convention, not a setting"));
         } else if !known.contains_key(name) && !outside(name) {
             problems.push(format!(
                 "{place}: sets {name}, which `{bin}` does not read (its env vars: {})",
                 known.keys().cloned().collect::<Vec<_>>().join(", ")
             ));
         } else if plain_value && known.get(name) == Some(&true) {
-            problems.push(format!(
-                "{place}: sets the secret {name} in plain text; use Secret Manager"
-            ));
+            problems.push(format!("{place}: sets the secret {name} in plain text; use Secret Manager"));
         }
     };
     // Cloud Run specs: per container, the binary it runs.
     for c in &containers {
         for e in &c.env {
-            check(
-                &format!("{} ({})", c.file, c.resource),
-                &c.bin,
-                &e.name,
-                e.secret.is_none(),
-            );
+            check(&format!("{} ({})", c.file, c.resource), &c.bin, &e.name, e.secret.is_none());
         }
     }
     // The orchestrator's env template.
     let tmpl = yaml("deploy/orchestrator-env.yaml");
-    for (k, _) in tmpl
-        .as_mapping()
-        .expect("deploy/orchestrator-env.yaml is a mapping")
-    {
-        check(
-            "deploy/orchestrator-env.yaml",
-            "orchestrator",
-            k.as_str().expect("string keys"),
-            true,
-        );
+    for (k, _) in tmpl.as_mapping().expect("deploy/orchestrator-env.yaml is a mapping") {
+        check("deploy/orchestrator-env.yaml", "orchestrator", k.as_str().expect("string keys"), true);
     }
     // Cloud Build and the scripts: env set on a resource, by the binary that resource runs.
     let bins = resource_bins(&containers);
-    let mut invocations_with_env: Vec<(String, Vec<String>)> =
-        vec![("cloudbuild-job.yaml".into(), deploy_step_args())];
+    let mut invocations_with_env: Vec<(String, Vec<String>)> = vec![("cloudbuild-job.yaml".into(), deploy_step_args())];
     for s in sources().into_iter().filter(|s| s.strict) {
         for w in invocations(&s.text, "gcloud") {
             invocations_with_env.push((s.file.clone(), w));
@@ -1439,19 +1156,10 @@ fn templates_set_only_env_vars_their_binary_reads() {
                 let Some(v) = a.strip_prefix(flag) else {
                     continue;
                 };
-                let resource = resource.unwrap_or_else(|| {
-                    panic!("{file}: `{a}` on a resource no spec in deploy/ describes")
-                });
-                for (k, _) in gcloud_pairs(v)
-                    .into_iter()
-                    .filter(|(k, _)| !k.starts_with('/'))
-                {
-                    check(
-                        &format!("{file} ({resource})"),
-                        &bins[resource],
-                        &k,
-                        !secret,
-                    );
+                let resource =
+                    resource.unwrap_or_else(|| panic!("{file}: `{a}` on a resource no spec in deploy/ describes"));
+                for (k, _) in gcloud_pairs(v).into_iter().filter(|(k, _)| !k.starts_with('/')) {
+                    check(&format!("{file} ({resource})"), &bins[resource], &k, !secret);
                 }
             }
         }
@@ -1480,18 +1188,17 @@ fn orchestrator_env_template_lists_every_setting_and_matches_the_specs() {
         .filter_map(|l| {
             let t = l.trim_start().trim_start_matches('#').trim_start();
             let (k, _) = t.split_once(':')?;
-            (!k.is_empty()
-                && k.chars()
-                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
-            .then(|| k.to_string())
+            (!k.is_empty() && k.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
+                .then(|| k.to_string())
         })
         .collect();
     let envs = clap_envs(&cmds, "orchestrator");
-    let missing: Vec<&String> = envs
-        .keys()
-        .filter(|n| !keys_mentioned.contains(*n) && !listed(SET_BY_CLOUD_RUN, n))
-        .collect();
-    assert!(missing.is_empty(), "deploy/orchestrator-env.yaml lacks (as a key, set or commented) these orchestrator env vars: {missing:?}");
+    let missing: Vec<&String> =
+        envs.keys().filter(|n| !keys_mentioned.contains(*n) && !listed(SET_BY_CLOUD_RUN, n)).collect();
+    assert!(
+        missing.is_empty(),
+        "deploy/orchestrator-env.yaml lacks (as a key, set or commented) these orchestrator env vars: {missing:?}"
+    );
 
     let tmpl = yaml("deploy/orchestrator-env.yaml");
     let set: BTreeMap<String, String> = tmpl
@@ -1501,18 +1208,13 @@ fn orchestrator_env_template_lists_every_setting_and_matches_the_specs() {
         .map(|(k, v)| {
             let k = k.as_str().expect("string keys").to_string();
             let v = v.as_str().unwrap_or_else(|| {
-                panic!(
-                    "orchestrator-env.yaml: {k} must be a quoted string (gcloud --env-vars-file)"
-                )
+                panic!("orchestrator-env.yaml: {k} must be a quoted string (gcloud --env-vars-file)")
             });
             (k, v.to_string())
         })
         .collect();
     // The specs that run the orchestrator set the same values.
-    for c in cloud_run_containers()
-        .iter()
-        .filter(|c| c.bin == "orchestrator")
-    {
+    for c in cloud_run_containers().iter().filter(|c| c.bin == "orchestrator") {
         for e in &c.env {
             if let Some(v) = &e.value {
                 assert_eq!(
@@ -1529,8 +1231,7 @@ fn orchestrator_env_template_lists_every_setting_and_matches_the_specs() {
         let sub = c.args.first().cloned().unwrap_or_default();
         let sub_cmd = find_cmd(&cmds, "orchestrator", std::slice::from_ref(&sub));
         for (k, v) in &set {
-            let applies =
-                sub_cmd.is_none_or(|s| s.envs.contains_key(k)) || listed(READ_OUTSIDE_CLAP, k);
+            let applies = sub_cmd.is_none_or(|s| s.envs.contains_key(k)) || listed(READ_OUTSIDE_CLAP, k);
             if applies {
                 assert!(
                     c.env.iter().any(|e| &e.name == k),
@@ -1563,23 +1264,13 @@ fn commands_in_the_deployment_name_real_subcommands_and_flags() {
         for a in c.args.iter().take_while(|a| !a.starts_with('-')) {
             let parent = find_cmd(&cmds, &c.bin, &path).expect("parent");
             if !parent.subcommands.contains(a) {
-                problems.push(format!(
-                    "{}: `{} {}`: no such subcommand",
-                    c.file,
-                    c.bin,
-                    c.args.join(" ")
-                ));
+                problems.push(format!("{}: `{} {}`: no such subcommand", c.file, c.bin, c.args.join(" ")));
                 break;
             }
             path.push(a.clone());
         }
         if !bin_cmd.subcommands.is_empty() && path.is_empty() {
-            problems.push(format!(
-                "{}: `{}` needs a subcommand ({})",
-                c.file,
-                c.bin,
-                bin_cmd.subcommands.join(", ")
-            ));
+            problems.push(format!("{}: `{}` needs a subcommand ({})", c.file, c.bin, bin_cmd.subcommands.join(", ")));
         }
         if let Some(cmd) = find_cmd(&cmds, &c.bin, &path) {
             for f in c.args.iter().filter_map(|a| a.strip_prefix("--")) {
@@ -1627,10 +1318,7 @@ fn gcloud_commands_exist_with_these_flags() {
             }
         }
     }
-    assert!(
-        checked > 20,
-        "found only {checked} gcloud commands: is the scanner broken?"
-    );
+    assert!(checked > 20, "found only {checked} gcloud commands: is the scanner broken?");
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
@@ -1639,10 +1327,7 @@ fn the_image_ships_the_workspace_binaries_as_non_root() {
     let stages = dockerfile();
     let names: BTreeSet<String> = stages.iter().filter_map(|s| s.name.clone()).collect();
     let shippable = shippable_bins();
-    assert!(
-        shippable.contains(JOB_BIN),
-        "the workspace builds no `{JOB_BIN}` binary: {shippable:?}"
-    );
+    assert!(shippable.contains(JOB_BIN), "the workspace builds no `{JOB_BIN}` binary: {shippable:?}");
     let last = stages.last().expect("a final stage");
 
     let mut shipped = BTreeSet::new();
@@ -1650,10 +1335,7 @@ fn the_image_ships_the_workspace_binaries_as_non_root() {
         if i == "COPY" {
             let words: Vec<&str> = args.split_whitespace().collect();
             if let Some(from) = words.iter().find_map(|w| w.strip_prefix("--from=")) {
-                assert!(
-                    names.contains(from),
-                    "COPY --from={from}: no stage of that name"
-                );
+                assert!(names.contains(from), "COPY --from={from}: no stage of that name");
             }
             let dest = words.last().expect("COPY destination");
             if dest.starts_with("/usr/local/bin/") {
@@ -1666,28 +1348,15 @@ fn the_image_ships_the_workspace_binaries_as_non_root() {
         "the runtime image must carry exactly the workspace's non-test binaries in /usr/local/bin"
     );
 
-    let entry = last
-        .instructions
-        .iter()
-        .rev()
-        .find(|(i, _)| i == "ENTRYPOINT")
-        .expect("an ENTRYPOINT");
+    let entry = last.instructions.iter().rev().find(|(i, _)| i == "ENTRYPOINT").expect("an ENTRYPOINT");
     let entry = exec_form(&entry.1);
-    assert!(
-        entry[0].starts_with('/'),
-        "ENTRYPOINT should be the exec form with an absolute path: {entry:?}"
-    );
-    assert_eq!(
-        basename(&entry[0]),
-        JOB_BIN,
-        "the image's ENTRYPOINT is the job (what a Cloud Run Job task runs)"
-    );
+    assert!(entry[0].starts_with('/'), "ENTRYPOINT should be the exec form with an absolute path: {entry:?}");
+    assert_eq!(basename(&entry[0]), JOB_BIN, "the image's ENTRYPOINT is the job (what a Cloud Run Job task runs)");
     for (i, args) in &last.instructions {
         if i == "CMD" {
             let cmd = exec_form(args);
             assert!(
-                !cmd.first()
-                    .is_some_and(|c| c.starts_with('/') && !shipped.contains(&basename(c))),
+                !cmd.first().is_some_and(|c| c.starts_with('/') && !shipped.contains(&basename(c))),
                 "CMD names {cmd:?}"
             );
         }
@@ -1700,10 +1369,9 @@ fn the_image_ships_the_workspace_binaries_as_non_root() {
         .find(|(i, _)| i == "USER")
         .map(|(_, a)| a.split(':').next().unwrap_or("").to_string());
     match user {
-        Some(u) => assert!(
-            !u.is_empty() && u != "root" && u != "0",
-            "the runtime image runs as {u:?}: must be non-root"
-        ),
+        Some(u) => {
+            assert!(!u.is_empty() && u != "root" && u != "0", "the runtime image runs as {u:?}: must be non-root")
+        }
         None => assert!(
             last.from.ends_with(":nonroot"),
             "no USER in the final stage and base image {} is not :nonroot",
@@ -1730,11 +1398,7 @@ fn the_image_ships_the_workspace_binaries_as_non_root() {
         "cargo builds unknown binaries: {:?}",
         built.difference(&shippable).collect::<Vec<_>>()
     );
-    assert!(
-        shipped.is_subset(&built),
-        "shipped but never built: {:?}",
-        shipped.difference(&built).collect::<Vec<_>>()
-    );
+    assert!(shipped.is_subset(&built), "shipped but never built: {:?}", shipped.difference(&built).collect::<Vec<_>>());
 
     // The build context keeps what cargo needs.
     let ignore: Vec<String> = read(".dockerignore")
@@ -1747,25 +1411,12 @@ fn the_image_ships_the_workspace_binaries_as_non_root() {
     for m in workspace_members() {
         needed.push(format!("{m}/Cargo.toml"));
         if m != TEST_MEMBER {
-            needed.extend(
-                files_under(&m)
-                    .into_iter()
-                    .filter(|f| f.ends_with(".rs") || f.ends_with(".sql")),
-            );
+            needed.extend(files_under(&m).into_iter().filter(|f| f.ends_with(".rs") || f.ends_with(".sql")));
         }
     }
-    let dropped: Vec<&String> = needed
-        .iter()
-        .filter(|f| dockerignored(&ignore, f))
-        .collect();
-    assert!(
-        dropped.is_empty(),
-        ".dockerignore excludes files the image build needs: {dropped:?}"
-    );
-    assert!(
-        dockerignored(&ignore, "target/debug/job"),
-        ".dockerignore should exclude target/"
-    );
+    let dropped: Vec<&String> = needed.iter().filter(|f| dockerignored(&ignore, f)).collect();
+    assert!(dropped.is_empty(), ".dockerignore excludes files the image build needs: {dropped:?}");
+    assert!(dockerignored(&ignore, "target/debug/job"), ".dockerignore should exclude target/");
 }
 
 #[test]
@@ -1792,51 +1443,27 @@ fn cloudbuild_deploys_the_job_of_job_yaml() {
     ];
     let defined: BTreeSet<String> = cb["substitutions"]
         .as_mapping()
-        .map(|m| {
-            m.keys()
-                .filter_map(|k| k.as_str().map(String::from))
-                .collect()
-        })
+        .map(|m| m.keys().filter_map(|k| k.as_str().map(String::from)).collect())
         .unwrap_or_default();
-    let code: String = text
-        .lines()
-        .filter(|l| !l.trim_start().starts_with('#'))
-        .collect::<Vec<_>>()
-        .join("\n");
+    let code: String = text.lines().filter(|l| !l.trim_start().starts_with('#')).collect::<Vec<_>>().join("\n");
     let used = placeholders(&braces(&code));
-    let used_user: BTreeSet<String> = used
-        .iter()
-        .filter(|n| n.starts_with('_'))
-        .cloned()
-        .collect();
-    assert_eq!(
-        used_user, defined,
-        "substitutions used vs defined in cloudbuild-job.yaml"
-    );
+    let used_user: BTreeSet<String> = used.iter().filter(|n| n.starts_with('_')).cloned().collect();
+    assert_eq!(used_user, defined, "substitutions used vs defined in cloudbuild-job.yaml");
     for n in used.iter().filter(|n| !n.starts_with('_')) {
-        assert!(
-            BUILTIN.contains(&n.as_str()),
-            "cloudbuild-job.yaml uses ${{{n}}}, neither built in nor defined"
-        );
+        assert!(BUILTIN.contains(&n.as_str()), "cloudbuild-job.yaml uses ${{{n}}}, neither built in nor defined");
     }
     // waitFor names earlier steps.
     let mut ids = BTreeSet::new();
     for step in seq(&cb["steps"]) {
         for w in strings(&step["waitFor"]) {
-            assert!(
-                w == "-" || ids.contains(&w),
-                "cloudbuild-job.yaml: waitFor {w:?} names no earlier step"
-            );
+            assert!(w == "-" || ids.contains(&w), "cloudbuild-job.yaml: waitFor {w:?} names no earlier step");
         }
         if let Some(id) = step["id"].as_str() {
             ids.insert(id.to_string());
         }
         for a in strings(&step["args"]) {
             if let Some(f) = a.strip_prefix("--file=") {
-                assert!(
-                    root().join(f).is_file(),
-                    "cloudbuild-job.yaml builds with {f}, which does not exist"
-                );
+                assert!(root().join(f).is_file(), "cloudbuild-job.yaml builds with {f}, which does not exist");
             }
             if let Some(t) = a.strip_prefix("--target=") {
                 assert!(
@@ -1856,39 +1483,21 @@ fn cloudbuild_deploys_the_job_of_job_yaml() {
     assert_eq!(c.bin, JOB_BIN, "deploy/job.yaml runs the job binary");
     let pod = pod_spec(&job);
     let exec = &job["spec"]["template"];
-    assert_eq!(
-        args[3], c.resource,
-        "the job cloudbuild-job.yaml deploys is the one of deploy/job.yaml"
-    );
+    assert_eq!(args[3], c.resource, "the job cloudbuild-job.yaml deploys is the one of deploy/job.yaml");
     let image = normalize_subst(&flags["image"]);
-    assert_eq!(
-        image,
-        normalize_subst(c.container["image"].as_str().expect("image")),
-        "image"
-    );
+    assert_eq!(image, normalize_subst(c.container["image"].as_str().expect("image")), "image");
     let pushed: Vec<String> = seq(&cb["steps"])
         .iter()
         .filter(|s| strings(&s["args"]).first().map(String::as_str) == Some("push"))
         .flat_map(|s| strings(&s["args"]).into_iter().skip(1))
         .map(|i| normalize_subst(&i))
         .collect();
-    assert!(
-        pushed.contains(&image),
-        "cloudbuild-job.yaml deploys {image} without pushing it (pushes {pushed:?})"
-    );
-    assert!(
-        strings(&cb["images"])
-            .iter()
-            .any(|i| normalize_subst(i) == image),
-        "images: lists the deployed image"
-    );
+    assert!(pushed.contains(&image), "cloudbuild-job.yaml deploys {image} without pushing it (pushes {pushed:?})");
+    assert!(strings(&cb["images"]).iter().any(|i| normalize_subst(i) == image), "images: lists the deployed image");
     let tagged = seq(&cb["steps"])
         .iter()
         .flat_map(|s| strings(&s["args"]))
-        .any(|a| {
-            a.strip_prefix("--tag=")
-                .is_some_and(|t| normalize_subst(t) == image)
-        });
+        .any(|a| a.strip_prefix("--tag=").is_some_and(|t| normalize_subst(t) == image));
     assert!(tagged, "no build step tags {image}");
 
     let same = |what: &str, cb_value: Option<String>, spec_value: Option<String>| {
@@ -1898,41 +1507,13 @@ fn cloudbuild_deploys_the_job_of_job_yaml() {
             "{what}: cloudbuild-job.yaml vs deploy/job.yaml"
         );
     };
-    same(
-        "task timeout (s)",
-        flags.get("task-timeout").map(|t| seconds(t).to_string()),
-        scalar(&pod["timeoutSeconds"]),
-    );
-    same(
-        "max retries",
-        flags.get("max-retries").cloned(),
-        scalar(&pod["maxRetries"]),
-    );
-    same(
-        "tasks",
-        flags.get("tasks").cloned(),
-        scalar(&exec["spec"]["taskCount"]),
-    );
-    same(
-        "parallelism",
-        flags.get("parallelism").cloned(),
-        scalar(&exec["spec"]["parallelism"]),
-    );
-    same(
-        "cpu",
-        flags.get("cpu").cloned(),
-        scalar(&c.container["resources"]["limits"]["cpu"]),
-    );
-    same(
-        "memory",
-        flags.get("memory").cloned(),
-        scalar(&c.container["resources"]["limits"]["memory"]),
-    );
-    same(
-        "service account",
-        flags.get("service-account").cloned(),
-        scalar(&pod["serviceAccountName"]),
-    );
+    same("task timeout (s)", flags.get("task-timeout").map(|t| seconds(t).to_string()), scalar(&pod["timeoutSeconds"]));
+    same("max retries", flags.get("max-retries").cloned(), scalar(&pod["maxRetries"]));
+    same("tasks", flags.get("tasks").cloned(), scalar(&exec["spec"]["taskCount"]));
+    same("parallelism", flags.get("parallelism").cloned(), scalar(&exec["spec"]["parallelism"]));
+    same("cpu", flags.get("cpu").cloned(), scalar(&c.container["resources"]["limits"]["cpu"]));
+    same("memory", flags.get("memory").cloned(), scalar(&c.container["resources"]["limits"]["memory"]));
+    same("service account", flags.get("service-account").cloned(), scalar(&pod["serviceAccountName"]));
     same(
         "Cloud SQL instances",
         flags.get("set-cloudsql-instances").cloned(),
@@ -1945,45 +1526,17 @@ fn cloudbuild_deploys_the_job_of_job_yaml() {
         .into_iter()
         .map(|(k, v)| (k, normalize_subst(&v)))
         .collect();
-    let spec_env: BTreeMap<String, String> = c
-        .env
-        .iter()
-        .filter_map(|e| {
-            e.value
-                .as_ref()
-                .map(|v| (e.name.clone(), normalize_subst(v)))
-        })
-        .collect();
-    assert_eq!(
-        cb_env, spec_env,
-        "plain env vars: cloudbuild-job.yaml vs deploy/job.yaml"
-    );
-    let cb_secrets: BTreeMap<String, String> = flags
-        .get("set-secrets")
-        .map(|v| gcloud_pairs(v))
-        .unwrap_or_default()
-        .into_iter()
-        .collect();
-    let spec_secrets: BTreeMap<String, String> = c
-        .env
-        .iter()
-        .filter_map(|e| {
-            e.secret
-                .as_ref()
-                .map(|(s, k)| (e.name.clone(), format!("{s}:{k}")))
-        })
-        .collect();
-    assert_eq!(
-        cb_secrets, spec_secrets,
-        "secrets: cloudbuild-job.yaml vs deploy/job.yaml"
-    );
+    let spec_env: BTreeMap<String, String> =
+        c.env.iter().filter_map(|e| e.value.as_ref().map(|v| (e.name.clone(), normalize_subst(v)))).collect();
+    assert_eq!(cb_env, spec_env, "plain env vars: cloudbuild-job.yaml vs deploy/job.yaml");
+    let cb_secrets: BTreeMap<String, String> =
+        flags.get("set-secrets").map(|v| gcloud_pairs(v)).unwrap_or_default().into_iter().collect();
+    let spec_secrets: BTreeMap<String, String> =
+        c.env.iter().filter_map(|e| e.secret.as_ref().map(|(s, k)| (e.name.clone(), format!("{s}:{k}")))).collect();
+    assert_eq!(cb_secrets, spec_secrets, "secrets: cloudbuild-job.yaml vs deploy/job.yaml");
     if let Some(labels) = flags.get("labels") {
         for (k, v) in gcloud_pairs(labels) {
-            assert_eq!(
-                scalar(&job["metadata"]["labels"][k.as_str()]),
-                Some(v),
-                "label {k}"
-            );
+            assert_eq!(scalar(&job["metadata"]["labels"][k.as_str()]), Some(v), "label {k}");
         }
     }
     assert_eq!(
@@ -1999,16 +1552,8 @@ fn the_scheduler_sends_the_audience_and_email_serve_verifies() {
     let serve = find_cmd(&cmds, "orchestrator", &["serve".to_string()])
         .expect("`orchestrator serve` exists (see `orchestrator --help`)");
     let setting = |needle: &str| {
-        let opts: Vec<&Opt> = serve
-            .opts
-            .iter()
-            .filter(|o| o.flag.contains(needle))
-            .collect();
-        assert_eq!(
-            opts.len(),
-            1,
-            "`orchestrator serve` should have one --*{needle}* setting, has {opts:?}"
-        );
+        let opts: Vec<&Opt> = serve.opts.iter().filter(|o| o.flag.contains(needle)).collect();
+        assert_eq!(opts.len(), 1, "`orchestrator serve` should have one --*{needle}* setting, has {opts:?}");
         opts[0].clone()
     };
     let audience = setting("audience");
@@ -2018,34 +1563,19 @@ fn the_scheduler_sends_the_audience_and_email_serve_verifies() {
     let svc: Vec<&Container> = containers
         .iter()
         .filter(|c| {
-            c.kind == "Service"
-                && c.bin == "orchestrator"
-                && c.args.first().map(String::as_str) == Some("serve")
+            c.kind == "Service" && c.bin == "orchestrator" && c.args.first().map(String::as_str) == Some("serve")
         })
         .collect();
-    assert_eq!(
-        svc.len(),
-        1,
-        "one Cloud Run service spec runs `orchestrator serve`"
-    );
+    assert_eq!(svc.len(), 1, "one Cloud Run service spec runs `orchestrator serve`");
     let svc = svc[0];
     // The value the service is configured with, from its env or its args.
     let value_of = |o: &Opt| -> String {
-        let from_env = o
-            .env
-            .as_ref()
-            .and_then(|n| svc.env.iter().find(|e| &e.name == n))
-            .and_then(|e| e.value.clone());
+        let from_env = o.env.as_ref().and_then(|n| svc.env.iter().find(|e| &e.name == n)).and_then(|e| e.value.clone());
         let from_args = flag_values(&svc.args).get(&o.flag).cloned();
-        from_args
-            .or(from_env)
-            .unwrap_or_else(|| panic!("{} does not set --{} ({:?})", svc.file, o.flag, o.env))
+        from_args.or(from_env).unwrap_or_else(|| panic!("{} does not set --{} ({:?})", svc.file, o.flag, o.env))
     };
     let aud = value_of(&audience);
-    let emails: Vec<String> = value_of(&email)
-        .split(',')
-        .map(|s| s.trim().to_string())
-        .collect();
+    let emails: Vec<String> = value_of(&email).split(',').map(|s| s.trim().to_string()).collect();
 
     let script = code_lines(&read("deploy/scheduler.sh"));
     let calls: Vec<Vec<String>> = invocations(&script, "gcloud")
@@ -2057,10 +1587,7 @@ fn the_scheduler_sends_the_audience_and_email_serve_verifies() {
                 && w.iter().any(|a| a.starts_with("--oidc-"))
         })
         .collect();
-    assert!(
-        calls.len() >= 2,
-        "deploy/scheduler.sh creates and updates an HTTP job with an OIDC token"
-    );
+    assert!(calls.len() >= 2, "deploy/scheduler.sh creates and updates an HTTP job with an OIDC token");
     let route = serve
         .help
         .split_whitespace()
@@ -2077,14 +1604,8 @@ fn the_scheduler_sends_the_audience_and_email_serve_verifies() {
             svc.file,
             audience.flag
         );
-        let sa = f
-            .get("oidc-service-account-email")
-            .expect("--oidc-service-account-email");
-        assert!(
-            emails.contains(sa),
-            "the scheduler signs as {sa}, which {} does not allow ({emails:?})",
-            svc.file
-        );
+        let sa = f.get("oidc-service-account-email").expect("--oidc-service-account-email");
+        assert!(emails.contains(sa), "the scheduler signs as {sa}, which {} does not allow ({emails:?})", svc.file);
         assert_eq!(f.get("http-method").map(String::as_str), Some("POST"));
         if let Some(route) = &route {
             assert!(
@@ -2105,10 +1626,7 @@ fn the_scheduler_sends_the_audience_and_email_serve_verifies() {
         .map(|w| flag_values(w))
         .filter(|f| f.contains_key("oauth-service-account-email"))
         .collect();
-    assert!(
-        !cron_calls.is_empty(),
-        "deploy/scheduler.sh has a cron variant (OAuth to the Admin API)"
-    );
+    assert!(!cron_calls.is_empty(), "deploy/scheduler.sh has a cron variant (OAuth to the Admin API)");
     for f in cron_calls {
         let uri = f.get("uri").expect("--uri");
         let uri = if uri == "$uri" {
@@ -2128,16 +1646,11 @@ fn the_scheduler_sends_the_audience_and_email_serve_verifies() {
     }
 
     // Cloud Run's own IAM check accepts that audience.
-    let custom: Vec<String> = svc.doc["metadata"]["annotations"]
-        ["run.googleapis.com/custom-audiences"]
+    let custom: Vec<String> = svc.doc["metadata"]["annotations"]["run.googleapis.com/custom-audiences"]
         .as_str()
         .map(|s| serde_json::from_str(s).expect("custom-audiences is a JSON list"))
         .unwrap_or_default();
-    assert!(
-        custom.contains(&aud),
-        "{}: run.googleapis.com/custom-audiences should contain {aud}",
-        svc.file
-    );
+    assert!(custom.contains(&aud), "{}: run.googleapis.com/custom-audiences should contain {aud}", svc.file);
 
     // OIDC-only ingress: internal, and never a public invoker.
     assert_eq!(
@@ -2156,9 +1669,7 @@ fn the_scheduler_sends_the_audience_and_email_serve_verifies() {
     let deadline = script
         .lines()
         .find_map(|l| {
-            l.trim()
-                .strip_prefix("ATTEMPT_DEADLINE=\"${ATTEMPT_DEADLINE:-")
-                .and_then(|r| r.strip_suffix("}\""))
+            l.trim().strip_prefix("ATTEMPT_DEADLINE=\"${ATTEMPT_DEADLINE:-").and_then(|r| r.strip_suffix("}\""))
         })
         .map(seconds)
         .expect("deploy/scheduler.sh sets ATTEMPT_DEADLINE=\"${ATTEMPT_DEADLINE:-…}\"");
@@ -2166,17 +1677,14 @@ fn the_scheduler_sends_the_audience_and_email_serve_verifies() {
         (15..=1800).contains(&deadline),
         "Cloud Scheduler HTTP attempt deadlines are 15 s to 30 min, not {deadline} s"
     );
-    let timeout = pod_spec(&svc.doc)["timeoutSeconds"]
-        .as_u64()
-        .expect("the service sets timeoutSeconds");
-    assert!(timeout >= deadline, "the service's request timeout ({timeout} s) is shorter than the attempt deadline ({deadline} s)");
+    let timeout = pod_spec(&svc.doc)["timeoutSeconds"].as_u64().expect("the service sets timeoutSeconds");
+    assert!(
+        timeout >= deadline,
+        "the service's request timeout ({timeout} s) is shorter than the attempt deadline ({deadline} s)"
+    );
     if let Some(within) = serve.opts.iter().find(|o| o.flag.contains("respond")) {
         let v = value_of(within);
-        assert!(
-            seconds(&v) < deadline,
-            "--{} ({v}) must be below the attempt deadline ({deadline} s)",
-            within.flag
-        );
+        assert!(seconds(&v) < deadline, "--{} ({v}) must be below the attempt deadline ({deadline} s)", within.flag);
     }
 }
 
@@ -2184,10 +1692,7 @@ fn the_scheduler_sends_the_audience_and_email_serve_verifies() {
 fn metrics_match_the_job_final_log_lines() {
     use sheettobigquery::telemetry::{JOB_FAILED, JOB_SUCCEEDED};
     let apply = code_lines(&read("deploy/monitoring/apply.sh"));
-    let job_name = yaml("deploy/job.yaml")["metadata"]["name"]
-        .as_str()
-        .expect("job name")
-        .to_string();
+    let job_name = yaml("deploy/job.yaml")["metadata"]["name"].as_str().expect("job name").to_string();
     let mut metrics = BTreeMap::new();
     for w in invocations(&apply, "upsert_metric") {
         if w.len() == 2 {
@@ -2198,9 +1703,7 @@ fn metrics_match_the_job_final_log_lines() {
     let mut messages = BTreeSet::new();
     for file in metrics.values() {
         let m = yaml(file);
-        let filter = m["filter"]
-            .as_str()
-            .unwrap_or_else(|| panic!("{file}: filter"));
+        let filter = m["filter"].as_str().unwrap_or_else(|| panic!("{file}: filter"));
         assert!(
             filter.contains(&format!("resource.labels.job_name=\"{job_name}\"")),
             "{file} should select the job {job_name}"
@@ -2213,44 +1716,24 @@ fn metrics_match_the_job_final_log_lines() {
         for (label, extractor) in m["labelExtractors"].as_mapping().into_iter().flatten() {
             let label = label.as_str().unwrap();
             assert!(
-                seq(&m["metricDescriptor"]["labels"])
-                    .iter()
-                    .any(|l| l["key"] == label),
+                seq(&m["metricDescriptor"]["labels"]).iter().any(|l| l["key"] == label),
                 "{file}: label {label} extracted but not declared"
             );
             assert!(
-                extractor
-                    .as_str()
-                    .is_some_and(|e| e.starts_with("EXTRACT(jsonPayload.")),
+                extractor.as_str().is_some_and(|e| e.starts_with("EXTRACT(jsonPayload.")),
                 "{file}: {label} extractor"
             );
         }
     }
-    assert_eq!(
-        messages.len(),
-        2,
-        "log-based metrics for both `{JOB_SUCCEEDED}` and `{JOB_FAILED}` ({metrics:?})"
-    );
+    assert_eq!(messages.len(), 2, "log-based metrics for both `{JOB_SUCCEEDED}` and `{JOB_FAILED}` ({metrics:?})");
 
     // Alert policies refer to those metrics.
-    for f in deploy_files()
-        .into_iter()
-        .filter(|f| f.contains("/monitoring/alert-"))
-    {
+    for f in deploy_files().into_iter().filter(|f| f.contains("/monitoring/alert-")) {
         let text = read(&f);
-        let refs: Vec<&String> = metrics
-            .keys()
-            .filter(|m| text.contains(&format!("logging.googleapis.com/user/{m}\"")))
-            .collect();
-        assert!(
-            !refs.is_empty(),
-            "{f} refers to none of the metrics apply.sh creates ({:?})",
-            metrics.keys()
-        );
-        assert!(
-            apply.contains(f.trim_start_matches("deploy/monitoring/")),
-            "apply.sh does not apply {f}"
-        );
+        let refs: Vec<&String> =
+            metrics.keys().filter(|m| text.contains(&format!("logging.googleapis.com/user/{m}\""))).collect();
+        assert!(!refs.is_empty(), "{f} refers to none of the metrics apply.sh creates ({:?})", metrics.keys());
+        assert!(apply.contains(f.trim_start_matches("deploy/monitoring/")), "apply.sh does not apply {f}");
     }
 
     // A real failed run ends with the line the failure metric matches, with the extracted fields.
@@ -2264,29 +1747,14 @@ fn metrics_match_the_job_final_log_lines() {
         .expect("run job");
     assert_eq!(out.status.code(), Some(2), "a bad config exits 2");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let last: serde_json::Value = stdout
-        .lines()
-        .rev()
-        .find_map(|l| serde_json::from_str(l).ok())
-        .expect("a JSON log line");
+    let last: serde_json::Value =
+        stdout.lines().rev().find_map(|l| serde_json::from_str(l).ok()).expect("a JSON log line");
     assert_eq!(last["message"], JOB_FAILED);
-    let failed = yaml(
-        metrics
-            .values()
-            .find(|f| read(f).contains(JOB_FAILED))
-            .expect("failure metric"),
-    );
+    let failed = yaml(metrics.values().find(|f| read(f).contains(JOB_FAILED)).expect("failure metric"));
     for (label, extractor) in failed["labelExtractors"].as_mapping().into_iter().flatten() {
-        let field = extractor
-            .as_str()
-            .unwrap()
-            .trim_start_matches("EXTRACT(jsonPayload.")
-            .trim_end_matches(')');
+        let field = extractor.as_str().unwrap().trim_start_matches("EXTRACT(jsonPayload.").trim_end_matches(')');
         if label.as_str() != Some("config") {
-            assert!(
-                last.get(field).is_some(),
-                "the final line has no {field} for label {label:?}: {last}"
-            );
+            assert!(last.get(field).is_some(), "the final line has no {field} for label {label:?}: {last}");
         }
     }
 }
@@ -2309,20 +1777,13 @@ fn iam_covers_what_the_specs_use_with_narrow_roles() {
     ] {
         assert!(!iam.contains(broad), "deploy/iam.sh grants {broad}");
     }
-    let created: BTreeSet<String> = invocations(&iam, "ensure_sa")
-        .into_iter()
-        .filter_map(|w| w.first().cloned())
-        .collect();
-    let granted_secrets: BTreeSet<String> = invocations(&iam, "secret_access")
-        .into_iter()
-        .filter_map(|w| w.first().cloned())
-        .collect();
+    let created: BTreeSet<String> =
+        invocations(&iam, "ensure_sa").into_iter().filter_map(|w| w.first().cloned()).collect();
+    let granted_secrets: BTreeSet<String> =
+        invocations(&iam, "secret_access").into_iter().filter_map(|w| w.first().cloned()).collect();
 
     // Service accounts named anywhere in the deployment are created.
-    let mut texts: Vec<(String, String)> = deploy_files()
-        .into_iter()
-        .map(|f| (f.clone(), read(&f)))
-        .collect();
+    let mut texts: Vec<(String, String)> = deploy_files().into_iter().map(|f| (f.clone(), read(&f))).collect();
     texts.push(("cloudbuild-job.yaml".into(), read("cloudbuild-job.yaml")));
     for (f, t) in &texts {
         for (i, _) in t.match_indices("@${PROJECT_ID}.iam.gserviceaccount.com") {
@@ -2337,30 +1798,22 @@ fn iam_covers_what_the_specs_use_with_narrow_roles() {
             if name.len() < 2 || !name.starts_with(|c: char| c.is_ascii_lowercase()) {
                 continue; // a shell parameter such as "$1@…"
             }
-            assert!(created.contains(&name), "{f} uses the service account {name}, which deploy/iam.sh does not create ({created:?})");
+            assert!(
+                created.contains(&name),
+                "{f} uses the service account {name}, which deploy/iam.sh does not create ({created:?})"
+            );
         }
     }
     // Secrets the specs and Cloud Build read are granted.
     let mut used_secrets = BTreeSet::new();
     for c in cloud_run_containers() {
-        used_secrets.extend(
-            c.env
-                .iter()
-                .filter_map(|e| e.secret.as_ref().map(|s| s.0.clone())),
-        );
+        used_secrets.extend(c.env.iter().filter_map(|e| e.secret.as_ref().map(|s| s.0.clone())));
     }
     if let Some(v) = flag_values(&deploy_step_args()).get("set-secrets") {
-        used_secrets.extend(
-            gcloud_pairs(v)
-                .into_iter()
-                .map(|(_, s)| s.split(':').next().unwrap_or("").to_string()),
-        );
+        used_secrets.extend(gcloud_pairs(v).into_iter().map(|(_, s)| s.split(':').next().unwrap_or("").to_string()));
     }
     let ungranted: Vec<&String> = used_secrets.difference(&granted_secrets).collect();
-    assert!(
-        ungranted.is_empty(),
-        "secrets used but not granted in deploy/iam.sh: {ungranted:?}"
-    );
+    assert!(ungranted.is_empty(), "secrets used but not granted in deploy/iam.sh: {ungranted:?}");
 
     // The custom roles exist, and the orchestrator's can run the job with overrides.
     let mut perms = BTreeMap::new();
@@ -2370,94 +1823,48 @@ fn iam_covers_what_the_specs_use_with_narrow_roles() {
         perms.insert(w[0].clone(), strings(&role["includedPermissions"]));
     }
     let all: BTreeSet<&String> = perms.values().flatten().collect();
-    for p in [
-        "run.jobs.runWithOverrides",
-        "run.executions.get",
-        "run.operations.get",
-    ] {
-        assert!(
-            all.iter().any(|x| x.as_str() == p),
-            "no custom role of deploy/iam.sh has {p}"
-        );
+    for p in ["run.jobs.runWithOverrides", "run.executions.get", "run.operations.get"] {
+        assert!(all.iter().any(|x| x.as_str() == p), "no custom role of deploy/iam.sh has {p}");
     }
-    let runner = perms
-        .iter()
-        .find(|(_, p)| p.iter().any(|x| x == "run.jobs.runWithOverrides"))
-        .map(|(r, _)| r.clone())
-        .unwrap();
-    let job_name = yaml("deploy/job.yaml")["metadata"]["name"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let runner =
+        perms.iter().find(|(_, p)| p.iter().any(|x| x == "run.jobs.runWithOverrides")).map(|(r, _)| r.clone()).unwrap();
+    let job_name = yaml("deploy/job.yaml")["metadata"]["name"].as_str().unwrap().to_string();
     let grants_on_job = invocations(&iam, "gcloud").into_iter().any(|w| {
-        w.starts_with(&[
-            "run".into(),
-            "jobs".into(),
-            "add-iam-policy-binding".into(),
-            job_name.clone(),
-        ]) && w.iter().any(|a| a.ends_with(&format!("/roles/{runner}")))
+        w.starts_with(&["run".into(), "jobs".into(), "add-iam-policy-binding".into(), job_name.clone()])
+            && w.iter().any(|a| a.ends_with(&format!("/roles/{runner}")))
     });
-    assert!(grants_on_job, "deploy/iam.sh should grant {runner} on the job {job_name} only (gcloud run jobs add-iam-policy-binding)");
+    assert!(
+        grants_on_job,
+        "deploy/iam.sh should grant {runner} on the job {job_name} only (gcloud run jobs add-iam-policy-binding)"
+    );
     let service = cloud_run_containers()
         .into_iter()
         .find(|c| c.kind == "Service")
         .expect("the orchestrator service spec")
         .resource;
     let invoker = invocations(&iam, "gcloud").into_iter().any(|w| {
-        w.starts_with(&[
-            "run".into(),
-            "services".into(),
-            "add-iam-policy-binding".into(),
-            service.clone(),
-        ]) && w.iter().any(|a| a == "--role=roles/run.invoker")
+        w.starts_with(&["run".into(), "services".into(), "add-iam-policy-binding".into(), service.clone()])
+            && w.iter().any(|a| a == "--role=roles/run.invoker")
     });
-    assert!(
-        invoker,
-        "deploy/iam.sh should grant roles/run.invoker on {service} (the scheduler's only right)"
-    );
+    assert!(invoker, "deploy/iam.sh should grant roles/run.invoker on {service} (the scheduler's only right)");
 }
 
 #[test]
 fn shell_scripts_are_valid_and_pass_shellcheck() {
     for s in shell_scripts() {
-        let out = Command::new("bash")
-            .arg("-n")
-            .arg(root().join(&s))
-            .output()
-            .expect("bash -n");
-        assert!(
-            out.status.success(),
-            "bash -n {s}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = Command::new("bash").arg("-n").arg(root().join(&s)).output().expect("bash -n");
+        assert!(out.status.success(), "bash -n {s}: {}", String::from_utf8_lossy(&out.stderr));
         let first = read(&s).lines().next().unwrap_or("").to_string();
-        assert_eq!(
-            first, "#!/usr/bin/env bash",
-            "{s} starts with a bash shebang"
-        );
-        let mode = std::os::unix::fs::PermissionsExt::mode(
-            &std::fs::metadata(root().join(&s)).unwrap().permissions(),
-        );
+        assert_eq!(first, "#!/usr/bin/env bash", "{s} starts with a bash shebang");
+        let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(root().join(&s)).unwrap().permissions());
         assert!(mode & 0o111 != 0, "{s} is not executable");
     }
-    if Command::new("shellcheck")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
+    if Command::new("shellcheck").arg("--version").output().is_err() {
         eprintln!("SKIPPED shellcheck: not installed");
         return;
     }
-    let out = Command::new("shellcheck")
-        .current_dir(root())
-        .args(shell_scripts())
-        .output()
-        .expect("shellcheck");
-    assert!(
-        out.status.success(),
-        "shellcheck:\n{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    let out = Command::new("shellcheck").current_dir(root()).args(shell_scripts()).output().expect("shellcheck");
+    assert!(out.status.success(), "shellcheck:\n{}", String::from_utf8_lossy(&out.stdout));
 }
 
 /// Validates the rendered specs against the API schemas that ship with the gcloud SDK, the way
@@ -2545,9 +1952,5 @@ fn specs_match_the_gcloud_api_schemas() {
         eprintln!("SKIPPED: the gcloud SDK's python modules are not importable: {stdout}");
         return;
     }
-    assert!(
-        out.status.success(),
-        "schema check failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "schema check failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
 }

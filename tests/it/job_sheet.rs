@@ -149,7 +149,8 @@ async fn explicit_schema_bad_cell_is_named_and_table_untouched() {
     let mut rows: Vec<Vec<String>> = vec![vec!["id".into(), "label".into(), "qty".into(), "ignored".into()]];
     rows.extend((2..=20).map(|i| vec![i.to_string(), format!("row {i}"), (i * 10).to_string(), "x".into()]));
     env.sheets.server().put(Spreadsheet::new("explicit0001").with_tab(Tab::from_input("Sheet1", 0, rows.clone())));
-    let cfg = env.config("explicit", "explicit0001", "explicit", json!({"schema_handling": "explicit", "schema": schema}));
+    let cfg =
+        env.config("explicit", "explicit0001", "explicit", json!({"schema_handling": "explicit", "schema": schema}));
     assert_ok(&env.run(&cfg).await);
     let before = env.query("SELECT id, qty FROM {ds}.explicit ORDER BY id").await.rows;
     assert_eq!(before.len(), 19);
@@ -206,7 +207,8 @@ async fn rate_limited_reads_are_retried() {
     env.sheets.server().fail_next("retry0000001", 2, 429);
     let f = env.run(&env.config("retry", "retry0000001", "retry", json!({}))).await;
     assert_ok(&f);
-    let retries: Vec<_> = f.json_lines().into_iter().filter(|l| l["message"] == "transient API error, retrying").collect();
+    let retries: Vec<_> =
+        f.json_lines().into_iter().filter(|l| l["message"] == "transient API error, retrying").collect();
     assert_eq!(retries.len(), 2, "{}", f.stdout);
     assert_eq!(retries[0]["status"], 429);
     assert_eq!(retries[0]["severity"], "WARNING");
@@ -287,7 +289,8 @@ async fn sigterm_mid_read_leaves_the_table_untouched() {
     let mut slow = cfg.clone();
     slow["window_rows"] = json!(100);
     std::fs::write(&path, slow.to_string()).unwrap();
-    let mut child = testkit::proc::job_command(&env.url(), &[]).args(["--config-file", path.to_str().unwrap()]).spawn().unwrap();
+    let mut child =
+        testkit::proc::job_command(&env.url(), &[]).args(["--config-file", path.to_str().unwrap()]).spawn().unwrap();
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
     let mut seen = Vec::new();
@@ -303,7 +306,10 @@ async fn sigterm_mid_read_leaves_the_table_untouched() {
     while let Ok(Some(line)) = lines.next_line().await {
         seen.push(line);
     }
-    let status = tokio::time::timeout(Duration::from_secs(10), child.wait()).await.expect("exits within Cloud Run's grace").unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("exits within Cloud Run's grace")
+        .unwrap();
     assert!(sent.elapsed() < Duration::from_secs(10));
     assert_eq!(status.code(), Some(130), "{}", seen.join("\n"));
     let last: serde_json::Value = serde_json::from_str(seen.last().unwrap()).unwrap();
@@ -371,12 +377,8 @@ async fn config_by_id_records_the_run_and_advances_last_run() {
     assert_eq!(again, last_run, "last_run moves only on success");
 
     // A stale attempt is refused without touching anything.
-    let f = testkit::proc::run_job(
-        &env.url(),
-        &[],
-        &[("DATABASE_URL", &db.url), ("JOB_RUN_ID", &run_id.to_string())],
-    )
-    .await;
+    let f = testkit::proc::run_job(&env.url(), &[], &[("DATABASE_URL", &db.url), ("JOB_RUN_ID", &run_id.to_string())])
+        .await;
     let err = assert_failed(&f, 6);
     assert!(err.contains("no longer queued or running"), "{err}");
 }
@@ -408,7 +410,12 @@ async fn a_lost_load_response_reattaches_instead_of_loading_twice() {
     let cfg = env.config("reattach", "reattach0001", "reattach", json!({"write_mode": "append"}));
     let path = env.dir.path().join("reattach.json");
     std::fs::write(&path, cfg.to_string()).unwrap();
-    let f = testkit::proc::run_job(&env.url(), &["--config-file", path.to_str().unwrap()], &[("BIGQUERY_EMULATOR_HOST", &url)]).await;
+    let f = testkit::proc::run_job(
+        &env.url(),
+        &["--config-file", path.to_str().unwrap()],
+        &[("BIGQUERY_EMULATOR_HOST", &url)],
+    )
+    .await;
     assert_ok(&f);
     assert!(f.line("load job already exists; re-attaching").is_some(), "{}", f.stdout);
     assert_eq!(fake.counts(), (2, 1), "two uploads, one load applied");
@@ -426,7 +433,9 @@ async fn xlsx_workbook_tabs_load_with_their_formats() {
     let f = env.run(&orders).await;
     assert_ok(&f);
     let schema = testkit::bq::table_schema(&env.dataset, "orders").await.unwrap();
-    let ty = |n: &str| schema.iter().find(|(c, _)| c == n).map(|(_, t)| t.clone()).unwrap_or_else(|| panic!("no {n} in {schema:?}"));
+    let ty = |n: &str| {
+        schema.iter().find(|(c, _)| c == n).map(|(_, t)| t.clone()).unwrap_or_else(|| panic!("no {n} in {schema:?}"))
+    };
     assert_eq!(ty("order_date"), "DATE");
     assert_eq!(ty("shipped_at"), "DATETIME");
     assert_eq!(ty("pickup_time"), "TIME");

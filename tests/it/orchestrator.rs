@@ -45,7 +45,8 @@ async fn add_configs(pg: &tokio_postgres::Client, env: &Env, items: &[(String, S
 
 /// `count` configs named `{prefix}{i}` whose sheet does not exist: the real job fails fast (exit 3).
 async fn add_missing_sheet_configs(pg: &tokio_postgres::Client, env: &Env, prefix: &str, count: usize) -> Vec<i64> {
-    let items: Vec<(String, String)> = (0..count).map(|i| (format!("{prefix}{i:03}"), format!("missing{prefix}{i:03}"))).collect();
+    let items: Vec<(String, String)> =
+        (0..count).map(|i| (format!("{prefix}{i:03}"), format!("missing{prefix}{i:03}"))).collect();
     add_configs(pg, env, &items, 24).await
 }
 
@@ -53,7 +54,11 @@ async fn add_missing_sheet_configs(pg: &tokio_postgres::Client, env: &Env, prefi
 fn orchestrator(db: &TestDb, env: &Env, args: &[&str]) -> tokio::process::Command {
     let mut c = tokio::process::Command::new(bin("orchestrator"));
     for (k, _) in std::env::vars() {
-        if k.starts_with("ORCHESTRATOR_") || k.starts_with("POSTGRES_") || k.starts_with("JOB_") || k.starts_with("CLOUD_RUN_") {
+        if k.starts_with("ORCHESTRATOR_")
+            || k.starts_with("POSTGRES_")
+            || k.starts_with("JOB_")
+            || k.starts_with("CLOUD_RUN_")
+        {
             c.env_remove(k);
         }
     }
@@ -136,7 +141,8 @@ impl Running {
     }
 
     async fn wait(&mut self) -> Option<i32> {
-        let status = tokio::time::timeout(Duration::from_secs(60), self.child.wait()).await.expect("exits in time").unwrap();
+        let status =
+            tokio::time::timeout(Duration::from_secs(60), self.child.wait()).await.expect("exits in time").unwrap();
         // Let the readers drain.
         tokio::time::sleep(Duration::from_millis(100)).await;
         status.code()
@@ -335,7 +341,9 @@ async fn retries_reuse_the_period_row_and_exhausted_configs_wait_for_the_next_pe
     let db = TestDb::migrated().await;
     let pg = db.client().await;
     let id = add_missing_sheet_configs(&pg, &env, "p", 1).await[0];
-    pg.execute("UPDATE sheet_to_bigquery_configs SET created_at = now() - interval '1 hour' WHERE id = $1", &[&id]).await.unwrap();
+    pg.execute("UPDATE sheet_to_bigquery_configs SET created_at = now() - interval '1 hour' WHERE id = $1", &[&id])
+        .await
+        .unwrap();
     let store = db.store().await;
     let source = ConfigsSource::table();
     let policy = RetryPolicy { max_attempts: 2, base_delay_secs: 0.0, max_delay_secs: 0.0 };
@@ -372,9 +380,12 @@ async fn retries_reuse_the_period_row_and_exhausted_configs_wait_for_the_next_pe
     assert!(!claims::record_outcome(&store, first[0].run, &fail, &[], Utc::now()).await.unwrap());
     assert!(claims::record_outcome(&store, second[0].run, &fail, &[], Utc::now()).await.unwrap());
     assert!(claims::claim(&store, &req).await.unwrap().claimed.is_empty(), "attempts exhausted");
-    let rows = claims::scan(&store, &ScanParams { source: &source, now: None, include_all: true, policy }).await.unwrap();
+    let rows =
+        claims::scan(&store, &ScanParams { source: &source, now: None, include_all: true, policy }).await.unwrap();
     match claims::classify(&rows[0], &policy) {
-        DueState::Exhausted { attempts: 2, next_period_at, .. } => assert_eq!(next_period_at, period + chrono::Duration::hours(24)),
+        DueState::Exhausted { attempts: 2, next_period_at, .. } => {
+            assert_eq!(next_period_at, period + chrono::Duration::hours(24))
+        }
         other => panic!("{other:?}"),
     }
     assert_eq!(last_run(&pg, id).await, None, "last_run does not move on failure");
@@ -384,7 +395,9 @@ async fn retries_reuse_the_period_row_and_exhausted_configs_wait_for_the_next_pe
     // A day later the next period starts: the preview (clock moved) shows it due at attempt 1, and
     // once the day has passed (every timestamp moved back a day) it is claimed as a new row.
     let tomorrow = Utc::now() + chrono::Duration::hours(24);
-    let rows = claims::scan(&store, &ScanParams { source: &source, now: Some(tomorrow), include_all: true, policy }).await.unwrap();
+    let rows = claims::scan(&store, &ScanParams { source: &source, now: Some(tomorrow), include_all: true, policy })
+        .await
+        .unwrap();
     assert!(matches!(claims::classify(&rows[0], &policy), DueState::Due { attempt: 1, retry_of: None, .. }));
     pg.batch_execute(
         "UPDATE sheet_to_bigquery_configs SET created_at = created_at - interval '24 hours';
@@ -412,7 +425,9 @@ async fn four_orchestrators_dispatch_each_of_200_due_configs_exactly_once() {
     let mut children = Vec::new();
     for _ in 0..4 {
         children.push(
-            orchestrator(&db, &env, &["run", "--max-parallel-jobs", "4", "--max-attempts", "1", "--lease", "60s"]).spawn().unwrap(),
+            orchestrator(&db, &env, &["run", "--max-parallel-jobs", "4", "--max-attempts", "1", "--lease", "60s"])
+                .spawn()
+                .unwrap(),
         );
     }
     let mut lines = Vec::new();
@@ -430,7 +445,11 @@ async fn four_orchestrators_dispatch_each_of_200_due_configs_exactly_once() {
     assert_eq!(per_config.len(), 200);
     assert!(per_config.values().all(|n| *n == 1));
     assert_eq!(per_config.keys().copied().collect::<HashSet<_>>(), ids.iter().copied().collect());
-    assert!(rows.iter().all(|r| r.attempt == 1 && r.status == "failed" && r.error_kind.as_deref() == Some("source")), "{:?}", rows[0]);
+    assert!(
+        rows.iter().all(|r| r.attempt == 1 && r.status == "failed" && r.error_kind.as_deref() == Some("source")),
+        "{:?}",
+        rows[0]
+    );
     // Each config was claimed by exactly one orchestrator and each job process ran once.
     let claimed = decisions(&lines, "claimed");
     assert_eq!(claimed.len(), 200);
@@ -507,7 +526,8 @@ async fn kill_9_mid_tick_abandons_after_the_lease_and_the_next_tick_dispatches()
     // A tick right away: the killed runs still hold their leases, so they are not run twice.
     let b = run_orchestrator(&db, &env, &["run", "--max-parallel-jobs", "4", "--lease", "4s"]).await;
     assert_eq!(b.code, Some(0), "{}", b.all_text());
-    let b_claimed: Vec<i64> = decisions(&b.json_lines(), "claimed").iter().map(|l| l["config_id"].as_i64().unwrap()).collect();
+    let b_claimed: Vec<i64> =
+        decisions(&b.json_lines(), "claimed").iter().map(|l| l["config_id"].as_i64().unwrap()).collect();
     assert_eq!(b_claimed.len(), 2, "{}", b.stdout);
     for k in &killed {
         assert!(!b_claimed.contains(&k.config_id), "config {} dispatched while its run was alive", k.config_id);
@@ -524,7 +544,8 @@ async fn kill_9_mid_tick_abandons_after_the_lease_and_the_next_tick_dispatches()
     let c = run_orchestrator(&db, &env, &["run", "--max-parallel-jobs", "4", "--lease", "4s"]).await;
     assert_eq!(c.code, Some(0), "{}", c.all_text());
     let c_lines = c.json_lines();
-    let abandoned: HashSet<i64> = decisions(&c_lines, "abandoned").iter().map(|l| l["run_id"].as_i64().unwrap()).collect();
+    let abandoned: HashSet<i64> =
+        decisions(&c_lines, "abandoned").iter().map(|l| l["run_id"].as_i64().unwrap()).collect();
     assert_eq!(abandoned, killed.iter().map(|k| k.id).collect());
     let rows = runs(&pg).await;
     assert_eq!(rows.len(), 4, "nothing lost, nothing duplicated");
@@ -556,14 +577,29 @@ async fn a_hanging_job_gets_sigterm_then_sigkill_and_is_timed_out() {
     let f = run_orchestrator(
         &db,
         &env,
-        &["run", "--job-binary", job.to_str().unwrap(), "--job-timeout", "1s", "--kill-grace", "1s", "--max-attempts", "1", "--lease", "30s"],
+        &[
+            "run",
+            "--job-binary",
+            job.to_str().unwrap(),
+            "--job-timeout",
+            "1s",
+            "--kill-grace",
+            "1s",
+            "--max-attempts",
+            "1",
+            "--lease",
+            "30s",
+        ],
     )
     .await;
     let elapsed = started.elapsed();
     assert_eq!(f.code, Some(3), "{}", f.all_text());
     let lines = f.json_lines();
     let hello = f.line("fake job started").expect("the job started");
-    assert_eq!((hello["task_index"].as_str(), hello["task_count"].as_str(), hello["lease"].as_str()), (Some("0"), Some("1"), Some("30")));
+    assert_eq!(
+        (hello["task_index"].as_str(), hello["task_count"].as_str(), hello["lease"].as_str()),
+        (Some("0"), Some("1"), Some("30"))
+    );
     assert!(f.line("fake job got SIGTERM; ignoring it").is_some(), "SIGTERM first:\n{}", f.stdout);
     assert!(elapsed >= Duration::from_secs(2), "SIGKILL only after the grace period ({elapsed:?})");
     let r = &runs(&pg).await[0];
@@ -733,7 +769,11 @@ async fn serve_authenticates_with_oidc_or_a_static_token_and_reports_metrics() {
     assert_eq!(no_token.status(), 401);
     assert_eq!(no_token.headers()["www-authenticate"], "Bearer");
     let refused = [
-        ("bad signature", format!("Bearer {}", OidcFake::tamper(&keys.mint(&good), &OidcFake::claims(aud, "intruder@evil.example"))), 401),
+        (
+            "bad signature",
+            format!("Bearer {}", OidcFake::tamper(&keys.mint(&good), &OidcFake::claims(aud, "intruder@evil.example"))),
+            401,
+        ),
         ("expired", with("exp", json!(Utc::now().timestamp() - 600)), 401),
         ("wrong issuer", with("iss", json!("https://evil.example")), 401),
         ("wrong static token", "Bearer not-the-token-0123456789".into(), 401),
@@ -789,7 +829,8 @@ async fn sigterm_lets_inflight_jobs_finish_within_the_grace_period_and_records_t
     let ids = add_missing_sheet_configs(&pg, &env, "term", 2).await;
     // Config 0 runs the real job (fails fast on its missing sheet); config 1 hangs until SIGTERM.
     let job = hanging_job(env.dir.path(), true);
-    let mut cmd_args = vec!["--insecure-no-auth", "--shutdown-grace", "3s", "--respond-within", "1s", "--max-attempts", "1"];
+    let mut cmd_args =
+        vec!["--insecure-no-auth", "--shutdown-grace", "3s", "--respond-within", "1s", "--max-attempts", "1"];
     let job_s = job.to_str().unwrap().to_string();
     cmd_args.extend(["--job-binary", job_s.as_str()]);
     let mut all = vec!["serve", "--listen", "127.0.0.1:0"];
@@ -878,7 +919,10 @@ async fn cloud_run_executions_run_the_job_and_report_success_and_failure() {
     assert_eq!(ok.status, "succeeded", "{ok:?}");
     assert_eq!(ok.executor.as_deref(), Some("cloud-run"));
     let exec = ok.execution_name.clone().unwrap();
-    assert!(exec.starts_with("projects/test-proj/locations/europe-west1/jobs/sheet-job/executions/sheet-job-"), "{exec}");
+    assert!(
+        exec.starts_with("projects/test-proj/locations/europe-west1/jobs/sheet-job/executions/sheet-job-"),
+        "{exec}"
+    );
     let env_of = fake.execution_env(&exec);
     assert_eq!(env_of["JOB_CONFIG_ID"], ok_id.to_string());
     assert_eq!(env_of["JOB_RUN_ID"], ok.id.to_string());
@@ -892,7 +936,11 @@ async fn cloud_run_executions_run_the_job_and_report_success_and_failure() {
     let run_req = fake.requests().into_iter().find(|r| r.path.ends_with(":run")).unwrap();
     assert_eq!(run_req.path, "projects/test-proj/locations/europe-west1/jobs/sheet-job:run");
     assert_eq!(run_req.body["overrides"]["taskCount"], 1);
-    assert!(run_req.body["overrides"]["containerOverrides"][0]["env"].as_array().unwrap().iter().any(|e| e["name"] == "JOB_RUN_ID"));
+    assert!(run_req.body["overrides"]["containerOverrides"][0]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["name"] == "JOB_RUN_ID"));
 }
 
 #[tokio::test]
@@ -901,10 +949,15 @@ async fn cloud_run_backs_off_on_429_and_reattaches_after_a_run_timeout() {
     let db = TestDb::migrated().await;
     let pg = db.client().await;
     let first = add_missing_sheet_configs(&pg, &env, "throttled", 1).await[0];
-    let fake = CloudRunFake::new("test-proj", "europe-west1", "sheet-job", TaskBehavior::Succeed { after: Duration::from_millis(300) })
-        .spawn()
-        .await
-        .unwrap();
+    let fake = CloudRunFake::new(
+        "test-proj",
+        "europe-west1",
+        "sheet-job",
+        TaskBehavior::Succeed { after: Duration::from_millis(300) },
+    )
+    .spawn()
+    .await
+    .unwrap();
     let args = cloud_run_args(&fake.base_url());
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
 
@@ -977,7 +1030,10 @@ async fn dry_run_and_preview_explain_what_is_due_and_write_nothing() {
     let overdue_secs = by_name["pv001"]["overdue_secs"].as_i64().unwrap();
     assert!((3 * 3600..3 * 3600 + 120).contains(&overdue_secs), "{overdue_secs}");
     assert_eq!(by_name["pv002"]["state"], "not_due");
-    assert!(by_name["pv002"]["reason"].as_str().unwrap().starts_with("due in 22h") || by_name["pv002"]["reason"].as_str().unwrap().starts_with("due in 23h"));
+    assert!(
+        by_name["pv002"]["reason"].as_str().unwrap().starts_with("due in 22h")
+            || by_name["pv002"]["reason"].as_str().unwrap().starts_with("due in 23h")
+    );
     assert_eq!(by_name["pv003"]["state"], "inactive");
     assert_eq!(by_name["pv004"]["state"], "in_flight");
     assert_eq!(entries[0]["due"], true, "due configs first");
@@ -986,11 +1042,14 @@ async fn dry_run_and_preview_explain_what_is_due_and_write_nothing() {
     assert!(table.lines().any(|l| l.starts_with("pv002") && l.contains("not due") && l.contains("due in")), "{table}");
     // Tomorrow the fresh one is due too.
     let at = (Utc::now() + chrono::Duration::hours(25)).to_rfc3339();
-    let later: Vec<Value> = serde_json::from_str(&run_orchestrator(&db, &env, &["preview", "--json", "--at", &at]).await.stdout).unwrap();
+    let later: Vec<Value> =
+        serde_json::from_str(&run_orchestrator(&db, &env, &["preview", "--json", "--at", &at]).await.stdout).unwrap();
     assert!(later.iter().any(|e| e["name"] == "pv002" && e["due"] == true));
     // Through the migration view only job_ready configs count.
-    let view: Vec<Value> =
-        serde_json::from_str(&run_orchestrator(&db, &env, &["preview", "--json", "--configs-view", "active_job_configs"]).await.stdout).unwrap();
+    let view: Vec<Value> = serde_json::from_str(
+        &run_orchestrator(&db, &env, &["preview", "--json", "--configs-view", "active_job_configs"]).await.stdout,
+    )
+    .unwrap();
     assert_eq!(view.iter().map(|e| e["name"].as_str().unwrap()).collect::<Vec<_>>(), vec!["pv001"]);
     let bad = run_orchestrator(&db, &env, &["preview", "--configs-view", "x; drop table job_runs"]).await;
     assert_eq!(bad.code, Some(1));
@@ -1028,7 +1087,12 @@ async fn bench_orchestrator_preview_claim_and_overhead() {
         let t = Instant::now();
         let rows = claims::scan(
             &store,
-            &ScanParams { source: &ConfigsSource::table(), now: None, include_all: false, policy: RetryPolicy::default() },
+            &ScanParams {
+                source: &ConfigsSource::table(),
+                now: None,
+                include_all: false,
+                policy: RetryPolicy::default(),
+            },
         )
         .await
         .unwrap();
@@ -1097,7 +1161,8 @@ async fn bench_orchestrator_preview_claim_and_overhead() {
     while set.join_next().await.is_some() {}
     let spawn_ms = t.elapsed().as_secs_f64() * 1000.0;
     let t = Instant::now();
-    let f = run_orchestrator(&db, &env, &["run", "--max-parallel-jobs", "50", "--job-binary", job.to_str().unwrap()]).await;
+    let f =
+        run_orchestrator(&db, &env, &["run", "--max-parallel-jobs", "50", "--job-binary", job.to_str().unwrap()]).await;
     let tick_ms = t.elapsed().as_secs_f64() * 1000.0;
     assert_eq!(f.code, Some(0), "{}", &f.all_text()[..2000.min(f.all_text().len())]);
     assert_eq!(count(&pg, "SELECT count(*) FROM job_runs WHERE status = 'succeeded'").await, 1000);

@@ -23,7 +23,11 @@ impl Env {
 
     /// Serves a one-tab spreadsheet typed in as text (interpreted like Sheets does).
     pub fn put_rows(&self, id: &str, rows: &[&[&str]]) {
-        self.sheets.server().put(Spreadsheet::new(id).with_tab(Tab::from_input("Sheet1", 0, rows.iter().map(|r| r.to_vec()))));
+        self.sheets.server().put(Spreadsheet::new(id).with_tab(Tab::from_input(
+            "Sheet1",
+            0,
+            rows.iter().map(|r| r.to_vec()),
+        )));
     }
 
     /// A config in the existing deployment's format, plus `extra` settings.

@@ -38,11 +38,23 @@ fn start() -> Emulator {
     let (port, grpc) = (free_port(), free_port());
     let log = std::fs::File::create(std::env::temp_dir().join(format!("bqemu-test-{port}.log"))).unwrap();
     let mut cmd = Command::new(&exe);
-    cmd.args(["start", "--rest-host", "127.0.0.1", "--rest-port", &port.to_string(), "--grpc-host", "127.0.0.1", "--grpc-port", &grpc.to_string(), "--project", PROJECT])
-        .env("HOME", venv.join("home"))
-        .env("BQEMU_ENABLE_FORMAT_EXTENSIONS", "false")
-        .stdout(Stdio::from(log.try_clone().unwrap()))
-        .stderr(Stdio::from(log));
+    cmd.args([
+        "start",
+        "--rest-host",
+        "127.0.0.1",
+        "--rest-port",
+        &port.to_string(),
+        "--grpc-host",
+        "127.0.0.1",
+        "--grpc-port",
+        &grpc.to_string(),
+        "--project",
+        PROJECT,
+    ])
+    .env("HOME", venv.join("home"))
+    .env("BQEMU_ENABLE_FORMAT_EXTENSIONS", "false")
+    .stdout(Stdio::from(log.try_clone().unwrap()))
+    .stderr(Stdio::from(log));
     // The emulator must not outlive this test process. It is started from a thread that lives as
     // long as the process, and asks the kernel to SIGTERM it when that thread (so the process) ends.
     {
@@ -102,7 +114,11 @@ impl QueryResult {
         self.columns.iter().find(|(n, _)| n == name).map(|(_, t)| t.as_str())
     }
     pub fn col(&self, name: &str) -> Vec<Option<String>> {
-        let i = self.columns.iter().position(|(n, _)| n == name).unwrap_or_else(|| panic!("no column {name} in {:?}", self.columns));
+        let i = self
+            .columns
+            .iter()
+            .position(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("no column {name} in {:?}", self.columns));
         self.rows.iter().map(|r| r[i].clone()).collect()
     }
 }
@@ -123,7 +139,11 @@ pub async fn query(sql: &str) -> Result<QueryResult, String> {
     }
     let columns = resp["schema"]["fields"]
         .as_array()
-        .map(|f| f.iter().map(|f| (f["name"].as_str().unwrap_or("").to_string(), f["type"].as_str().unwrap_or("").to_string())).collect())
+        .map(|f| {
+            f.iter()
+                .map(|f| (f["name"].as_str().unwrap_or("").to_string(), f["type"].as_str().unwrap_or("").to_string()))
+                .collect()
+        })
         .unwrap_or_default();
     let rows = resp["rows"]
         .as_array()
@@ -138,7 +158,9 @@ pub async fn query(sql: &str) -> Result<QueryResult, String> {
 
 /// The table's schema as stored (`name`, `type`), or None when the table does not exist.
 pub async fn table_schema(dataset: &str, table: &str) -> Option<Vec<(String, String)>> {
-    let resp = reqwest::get(format!("{}/bigquery/v2/projects/{PROJECT}/datasets/{dataset}/tables/{table}", url())).await.ok()?;
+    let resp = reqwest::get(format!("{}/bigquery/v2/projects/{PROJECT}/datasets/{dataset}/tables/{table}", url()))
+        .await
+        .ok()?;
     if resp.status() == 404 {
         return None;
     }

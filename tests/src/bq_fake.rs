@@ -128,7 +128,11 @@ async fn upload(State(f): State<BigQueryFake>, Path(p): Path<String>, body: Byte
         return error(409, "ALREADY_EXISTS", "duplicate", &format!("Already Exists: Job {p}:US.{job_id}"));
     }
     let load = &job["configuration"]["load"];
-    let table = format!("{}.{}", load["destinationTable"]["datasetId"].as_str().unwrap_or(""), load["destinationTable"]["tableId"].as_str().unwrap_or(""));
+    let table = format!(
+        "{}.{}",
+        load["destinationTable"]["datasetId"].as_str().unwrap_or(""),
+        load["destinationTable"]["tableId"].as_str().unwrap_or("")
+    );
     let rows = data.split(|b| *b == b'\n').filter(|l| !l.is_empty()).count() as u64;
     let entry = i.tables.entry(table).or_insert(0);
     if load["writeDisposition"] == "WRITE_APPEND" {

@@ -165,7 +165,12 @@ impl CloudRunFake {
     }
     /// An execution's env (the job's plus the overrides).
     pub fn execution_env(&self, name: &str) -> BTreeMap<String, String> {
-        lock(&self.inner).executions.iter().find(|e| e.name == name).map(|e| e.env.iter().cloned().collect()).unwrap_or_default()
+        lock(&self.inner)
+            .executions
+            .iter()
+            .find(|e| e.name == name)
+            .map(|e| e.env.iter().cloned().collect())
+            .unwrap_or_default()
     }
     /// What the task process printed (Command behaviour).
     pub fn execution_output(&self, name: &str) -> String {
@@ -229,7 +234,9 @@ impl CloudRunFake {
             Phase::Running => ("CONDITION_PENDING", None, None),
             Phase::Succeeded => ("CONDITION_SUCCEEDED", None, None),
             Phase::Failed(msg) => ("CONDITION_FAILED", Some(msg.clone()), Some("NON_ZERO_EXIT_CODE")),
-            Phase::Cancelled => ("CONDITION_FAILED", Some("The execution was cancelled.".to_string()), Some("CANCELLED")),
+            Phase::Cancelled => {
+                ("CONDITION_FAILED", Some("The execution was cancelled.".to_string()), Some("CANCELLED"))
+            }
         };
         let mut completed = json!({"type": "Completed", "state": completed_state, "lastTransitionTime": ts(e.completed.unwrap_or(e.created))});
         if let Some(m) = message {
@@ -265,7 +272,10 @@ impl CloudRunFake {
         }
         m.insert(
             "logUri".into(),
-            json!(format!("https://console.cloud.google.com/logs/viewer?project={}&resource=cloud_run_job/job_name/{}", s.project, s.job)),
+            json!(format!(
+                "https://console.cloud.google.com/logs/viewer?project={}&resource=cloud_run_job/job_name/{}",
+                s.project, s.job
+            )),
         );
         m.insert("etag".into(), json!(format!("\"{}\"", e.uid)));
         Value::Object(m)
@@ -295,7 +305,10 @@ impl CloudRunFake {
             )
             .route("/v2/projects/{project}/locations/{location}/operations/{op}", get(operation_get))
             .fallback(|m: Method, uri: axum::http::Uri| async move {
-                google_error(StatusCode::NOT_FOUND, &format!("the requested URL {m} {uri} was not found on this server"))
+                google_error(
+                    StatusCode::NOT_FOUND,
+                    &format!("the requested URL {m} {uri} was not found on this server"),
+                )
             })
             .with_state(self.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -418,7 +431,9 @@ fn validate_run_request(body: &Value) -> Result<Vec<(String, String)>, String> {
     let unknown = |obj: &Map<String, Value>, allowed: &[&str], at: &str| -> Result<(), String> {
         for k in obj.keys() {
             if !allowed.contains(&k.as_str()) {
-                return Err(format!("Invalid JSON payload received. Unknown name \"{k}\" at '{at}': Cannot find field."));
+                return Err(format!(
+                    "Invalid JSON payload received. Unknown name \"{k}\" at '{at}': Cannot find field."
+                ));
             }
         }
         Ok(())
@@ -434,11 +449,17 @@ fn validate_run_request(body: &Value) -> Result<Vec<(String, String)>, String> {
                 return Err("Invalid value at 'overrides.task_count' (TYPE_INT32)".into());
             }
         }
-        for (i, co) in o.get("containerOverrides").and_then(Value::as_array).cloned().unwrap_or_default().iter().enumerate() {
-            let Value::Object(co) = co else { return Err(format!("Invalid value at 'overrides.container_overrides[{i}]'")) };
+        for (i, co) in
+            o.get("containerOverrides").and_then(Value::as_array).cloned().unwrap_or_default().iter().enumerate()
+        {
+            let Value::Object(co) = co else {
+                return Err(format!("Invalid value at 'overrides.container_overrides[{i}]'"));
+            };
             unknown(co, &["name", "args", "env", "clearArgs"], &format!("overrides.container_overrides[{i}]"))?;
             for (j, v) in co.get("env").and_then(Value::as_array).cloned().unwrap_or_default().iter().enumerate() {
-                let Value::Object(v) = v else { return Err(format!("Invalid value at 'overrides.container_overrides[{i}].env[{j}]'")) };
+                let Value::Object(v) = v else {
+                    return Err(format!("Invalid value at 'overrides.container_overrides[{i}].env[{j}]'"));
+                };
                 unknown(v, &["name", "value", "valueSource"], &format!("overrides.container_overrides[{i}].env[{j}]"))?;
                 let name = v.get("name").and_then(Value::as_str).ok_or("env var without a name")?;
                 let value = v.get("value").and_then(Value::as_str).unwrap_or("");
@@ -449,7 +470,10 @@ fn validate_run_request(body: &Value) -> Result<Vec<(String, String)>, String> {
     Ok(env)
 }
 
-async fn job_get(State(f): State<CloudRunFake>, Path((project, location, job)): Path<(String, String, String)>) -> Response {
+async fn job_get(
+    State(f): State<CloudRunFake>,
+    Path((project, location, job)): Path<(String, String, String)>,
+) -> Response {
     f.record("GET", format!("projects/{project}/locations/{location}/jobs/{job}"), Value::Null);
     if let Some(r) = f.unknown_job(&project, &location, &job) {
         return r;
@@ -457,7 +481,11 @@ async fn job_get(State(f): State<CloudRunFake>, Path((project, location, job)): 
     Json(CloudRunFake::job_json(&lock(&f.inner))).into_response()
 }
 
-async fn job_post(State(f): State<CloudRunFake>, Path((project, location, job_verb)): Path<(String, String, String)>, body: Bytes) -> Response {
+async fn job_post(
+    State(f): State<CloudRunFake>,
+    Path((project, location, job_verb)): Path<(String, String, String)>,
+    body: Bytes,
+) -> Response {
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     f.record("POST", format!("projects/{project}/locations/{location}/jobs/{job_verb}"), body.clone());
     let Some(job) = job_verb.strip_suffix(":run") else {
@@ -481,7 +509,10 @@ async fn job_post(State(f): State<CloudRunFake>, Path((project, location, job_ve
             );
         }
         if body["validateOnly"] == true {
-            return Json(json!({"name": format!("projects/{project}/locations/{location}/operations/validate"), "done": true})).into_response();
+            return Json(
+                json!({"name": format!("projects/{project}/locations/{location}/operations/validate"), "done": true}),
+            )
+            .into_response();
         }
         s.seq += 1;
         let suffix: String = (0..5).map(|i| (b'a' + ((s.seq as usize * 7 + i * 3) % 26) as u8) as char).collect();
@@ -516,7 +547,10 @@ async fn job_post(State(f): State<CloudRunFake>, Path((project, location, job_ve
     Json(op).into_response()
 }
 
-async fn executions_list(State(f): State<CloudRunFake>, Path((project, location, job)): Path<(String, String, String)>) -> Response {
+async fn executions_list(
+    State(f): State<CloudRunFake>,
+    Path((project, location, job)): Path<(String, String, String)>,
+) -> Response {
     f.record("GET", format!("projects/{project}/locations/{location}/jobs/{job}/executions"), Value::Null);
     if let Some(r) = f.unknown_job(&project, &location, &job) {
         return r;
@@ -562,7 +596,10 @@ async fn execution_post(
     Json(op).into_response()
 }
 
-async fn operation_get(State(f): State<CloudRunFake>, Path((project, location, op)): Path<(String, String, String)>) -> Response {
+async fn operation_get(
+    State(f): State<CloudRunFake>,
+    Path((project, location, op)): Path<(String, String, String)>,
+) -> Response {
     f.record("GET", format!("projects/{project}/locations/{location}/operations/{op}"), Value::Null);
     let s = lock(&f.inner);
     match s.executions.iter().find(|e| e.uid == op) {
@@ -575,7 +612,10 @@ async fn operation_get(State(f): State<CloudRunFake>, Path((project, location, o
             }
             Json(o).into_response()
         }
-        None => google_error(StatusCode::NOT_FOUND, &format!("Operation 'projects/{project}/locations/{location}/operations/{op}' was not found")),
+        None => google_error(
+            StatusCode::NOT_FOUND,
+            &format!("Operation 'projects/{project}/locations/{location}/operations/{op}' was not found"),
+        ),
     }
 }
 

@@ -45,11 +45,7 @@ async fn ensure_template() -> String {
     let client = admin().await;
     // Serialise template creation across test processes.
     client.execute("SELECT pg_advisory_lock(7301)", &[]).await.unwrap();
-    let exists = client
-        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
-        .await
-        .unwrap()
-        .is_some();
+    let exists = client.query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name]).await.unwrap().is_some();
     if !exists {
         let building = format!("{name}_building");
         client.batch_execute(&format!("DROP DATABASE IF EXISTS {building} WITH (FORCE)")).await.unwrap();

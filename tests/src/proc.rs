@@ -37,7 +37,9 @@ impl Finished {
     }
     /// The last JSON log line (the job's verdict).
     pub fn last_line(&self) -> Value {
-        self.json_lines().pop().unwrap_or_else(|| panic!("no JSON log line; stdout:\n{}\nstderr:\n{}", self.stdout, self.stderr))
+        self.json_lines()
+            .pop()
+            .unwrap_or_else(|| panic!("no JSON log line; stdout:\n{}\nstderr:\n{}", self.stdout, self.stderr))
     }
     /// The first line whose message is `msg`.
     pub fn line(&self, msg: &str) -> Option<Value> {
@@ -51,7 +53,19 @@ impl Finished {
 /// A `job` command with the environment of a clean machine plus the local endpoints.
 pub fn job_command(sheets_url: &str, extra_env: &[(&str, &str)]) -> tokio::process::Command {
     let mut c = tokio::process::Command::new(bin("job"));
-    for var in ["DATABASE_URL", "POSTGRES_HOST", "POSTGRES_DB", "POSTGRES_USER", "POSTGRES_PASSWORD", "JOB_CONFIG_ID", "JOB_RUN_ID", "JOB_RUN_ATTEMPT", "CLOUD_RUN_TASK_INDEX", "GOOGLE_APPLICATION_CREDENTIALS", "RUST_LOG"] {
+    for var in [
+        "DATABASE_URL",
+        "POSTGRES_HOST",
+        "POSTGRES_DB",
+        "POSTGRES_USER",
+        "POSTGRES_PASSWORD",
+        "JOB_CONFIG_ID",
+        "JOB_RUN_ID",
+        "JOB_RUN_ATTEMPT",
+        "CLOUD_RUN_TASK_INDEX",
+        "GOOGLE_APPLICATION_CREDENTIALS",
+        "RUST_LOG",
+    ] {
         c.env_remove(var);
     }
     c.env("SHEETS_EMULATOR_HOST", sheets_url)

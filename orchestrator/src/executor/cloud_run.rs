@@ -356,7 +356,11 @@ impl Executor for CloudRunExecutor {
         ctl.started(&name).await;
         let mut transient = 0u32;
         loop {
-            let wait = if transient == 0 { self.poll_interval } else { (self.poll_interval * 2u32.pow(transient.min(5))).min(Duration::from_secs(60)) };
+            let wait = if transient == 0 {
+                self.poll_interval
+            } else {
+                (self.poll_interval * 2u32.pow(transient.min(5))).min(Duration::from_secs(60))
+            };
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = ctl.force_stop.cancelled() => {
@@ -390,7 +394,11 @@ impl Executor for CloudRunExecutor {
                     }
                 }
                 Err(CloudRunError::Api { status, message, .. }) if status == StatusCode::NOT_FOUND.as_u16() => {
-                    return ExecOutcome::Finished(Finish::failed("execution", format!("execution {name} disappeared: {message}"), json!({"execution": name})));
+                    return ExecOutcome::Finished(Finish::failed(
+                        "execution",
+                        format!("execution {name} disappeared: {message}"),
+                        json!({"execution": name}),
+                    ));
                 }
                 Err(e) => {
                     transient += 1;

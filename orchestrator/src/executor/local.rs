@@ -82,7 +82,11 @@ pub fn finish_from_exit(status: ExitStatus) -> Finish {
                 message: Some(format!("job exited with code {code} (interrupted)")),
                 details: json!({"exit_code": code}),
             },
-            Some(kind) => Finish::failed(kind.as_str(), format!("job exited with code {code} ({kind})"), json!({"exit_code": code})),
+            Some(kind) => Finish::failed(
+                kind.as_str(),
+                format!("job exited with code {code} ({kind})"),
+                json!({"exit_code": code}),
+            ),
             None => Finish::failed("internal", format!("job exited with code {code}"), json!({"exit_code": code})),
         },
         None => {

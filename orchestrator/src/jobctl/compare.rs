@@ -77,9 +77,7 @@ fn scratch_table(dataset: &str, table: &str) -> String {
 /// The config pointed at the scratch table: replace mode, an empty sheet allowed (it then simply
 /// does not match), no shrink guard (the scratch table is ours).
 fn scratch_config(c: &JobConfig, scratch_dataset: &str) -> anyhow::Result<JobConfig> {
-    let s = c
-        .sheet()
-        .ok_or_else(|| anyhow::anyhow!("only sheet_to_bigquery configs can be compared"))?;
+    let s = c.sheet().ok_or_else(|| anyhow::anyhow!("only sheet_to_bigquery configs can be compared"))?;
     let mut v = c.to_json();
     if let Value::Object(m) = &mut v {
         m.remove("id");
@@ -99,28 +97,19 @@ pub async fn run(ctx: &Ctx, a: Args) -> anyhow::Result<ExitCode> {
     // Never load into a dataset that holds production tables.
     let production: HashSet<(String, String)> = all
         .iter()
-        .filter_map(|r| {
-            r.config
-                .as_ref()
-                .ok()?
-                .sheet()
-                .map(|s| (s.project_id.clone(), s.dataset_id.clone()))
-        })
+        .filter_map(|r| r.config.as_ref().ok()?.sheet().map(|s| (s.project_id.clone(), s.dataset_id.clone())))
         .collect();
     let selected: Vec<&ConfigRow> = if a.config.is_empty() {
         all.iter()
-            .filter(|r| {
-                r.kind == "sheet_to_bigquery"
-                    && r.is_active
-                    && (a.all || r.migration_status == "service")
-            })
+            .filter(|r| r.kind == "sheet_to_bigquery" && r.is_active && (a.all || r.migration_status == "service"))
             .collect()
     } else {
         let mut v = Vec::new();
         for n in &a.config {
-            let r = all.iter().find(|r| &r.name == n).ok_or_else(|| {
-                anyhow::anyhow!("no config named {n:?}; `jobctl configs list` shows them")
-            })?;
+            let r = all
+                .iter()
+                .find(|r| &r.name == n)
+                .ok_or_else(|| anyhow::anyhow!("no config named {n:?}; `jobctl configs list` shows them"))?;
             v.push(r);
         }
         v
@@ -142,24 +131,16 @@ pub async fn run(ctx: &Ctx, a: Args) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    let services = Services::from_args(&ctx.gcp)
-        .await
-        .map_err(|e| anyhow::anyhow!(e.message.clone()))?;
+    let services = Services::from_args(&ctx.gcp).await.map_err(|e| anyhow::anyhow!(e.message.clone()))?;
     let mut results = Vec::new();
     for r in selected {
         results.push(compare_one(ctx, &services, r, &a.scratch_dataset).await);
     }
     let mut marked = Vec::new();
     if a.mark_ready {
-        let names: Vec<String> = results
-            .iter()
-            .filter(|c| c.verdict() == "MATCH")
-            .map(|c| c.name.clone())
-            .collect();
+        let names: Vec<String> = results.iter().filter(|c| c.verdict() == "MATCH").map(|c| c.name.clone()).collect();
         if !names.is_empty() {
-            marked = configs::set_migration_status(&store, &names, "job_ready")
-                .await
-                .map_err(db_err)?;
+            marked = configs::set_migration_status(&store, &names, "job_ready").await.map_err(db_err)?;
         }
     }
     if a.json {
@@ -180,31 +161,15 @@ pub async fn run(ctx: &Ctx, a: Args) -> anyhow::Result<ExitCode> {
             .collect();
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        let mut t = Table::new(vec![
-            "CONFIG",
-            "PRODUCTION TABLE",
-            "SERVICE ROWS",
-            "JOB ROWS",
-            "RESULT",
-        ]);
+        let mut t = Table::new(vec!["CONFIG", "PRODUCTION TABLE", "SERVICE ROWS", "JOB ROWS", "RESULT"]);
         for c in &results {
             let n = |x: Option<u64>| x.map_or("-".to_string(), |n| n.to_string());
-            let old = if c.old_rows.is_none() && c.error.is_none() {
-                "missing".to_string()
-            } else {
-                n(c.old_rows)
-            };
+            let old = if c.old_rows.is_none() && c.error.is_none() { "missing".to_string() } else { n(c.old_rows) };
             let verdict = match c.verdict() {
                 "MATCH" => ("MATCH".to_string(), Paint::Green),
                 v => (v.to_string(), Paint::Red),
             };
-            t.row(vec![
-                plain(&c.name),
-                plain(&c.production),
-                plain(old),
-                plain(n(c.new_rows)),
-                verdict,
-            ]);
+            t.row(vec![plain(&c.name), plain(&c.production), plain(old), plain(n(c.new_rows)), verdict]);
         }
         print!("{}", t.render(ctx.style));
         for c in &results {
@@ -212,10 +177,7 @@ pub async fn run(ctx: &Ctx, a: Args) -> anyhow::Result<ExitCode> {
                 eprintln!("{}: {e}", c.name);
             }
         }
-        println!(
-            "fresh loads are in {}.* (scratch; safe to delete)",
-            a.scratch_dataset
-        );
+        println!("fresh loads are in {}.* (scratch; safe to delete)", a.scratch_dataset);
         if !marked.is_empty() {
             println!("marked job_ready: {}", marked.join(", "));
         }
@@ -224,19 +186,10 @@ pub async fn run(ctx: &Ctx, a: Args) -> anyhow::Result<ExitCode> {
     if !all_match && !a.json {
         eprintln!("not everything matches: look at the sheet and both tables before moving these configs to the job (`jobctl configs set-status job_ready NAME`)");
     }
-    Ok(if all_match {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(if all_match { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
-async fn compare_one(
-    ctx: &Ctx,
-    services: &Services,
-    r: &ConfigRow,
-    scratch_dataset: &str,
-) -> Compared {
+async fn compare_one(ctx: &Ctx, services: &Services, r: &ConfigRow, scratch_dataset: &str) -> Compared {
     let mut out = Compared {
         name: r.name.clone(),
         production: "-".into(),
@@ -253,29 +206,12 @@ async fn compare_one(
         }
     };
     let Some(s) = c.sheet() else {
-        out.error = Some(format!(
-            "kind {} cannot be compared (only sheet_to_bigquery)",
-            c.kind
-        ));
+        out.error = Some(format!("kind {} cannot be compared (only sheet_to_bigquery)", c.kind));
         return out;
     };
     out.production = format!("{}.{}.{}", s.project_id, s.dataset_id, s.table_id);
-    out.scratch = format!(
-        "{}.{}.{}",
-        s.project_id,
-        scratch_dataset,
-        scratch_table(&s.dataset_id, &s.table_id)
-    );
-    match services
-        .bigquery
-        .count_rows(
-            &s.project_id,
-            &s.dataset_id,
-            &s.table_id,
-            s.location.as_deref(),
-        )
-        .await
-    {
+    out.scratch = format!("{}.{}.{}", s.project_id, scratch_dataset, scratch_table(&s.dataset_id, &s.table_id));
+    match services.bigquery.count_rows(&s.project_id, &s.dataset_id, &s.table_id, s.location.as_deref()).await {
         Ok(n) => out.old_rows = n,
         Err(e) => {
             out.error = Some(format!("counting {}: {e}", out.production));

@@ -275,16 +275,9 @@ fn print_problems(problems: &[String]) {
 }
 
 /// Writes all configs or none; explains conflicts.
-async fn insert_all(
-    store: &Store,
-    valid: &[Valid],
-    status: MigrationStatus,
-) -> anyhow::Result<Option<Vec<i64>>> {
+async fn insert_all(store: &Store, valid: &[Valid], status: MigrationStatus) -> anyhow::Result<Option<Vec<i64>>> {
     let cfgs: Vec<JobConfig> = valid.iter().map(|v| v.config.clone()).collect();
-    match configs::insert_many(store, &cfgs, status.as_str())
-        .await
-        .map_err(db_err)?
-    {
+    match configs::insert_many(store, &cfgs, status.as_str()).await.map_err(db_err)? {
         InsertMany::Inserted(ids) => Ok(Some(ids)),
         InsertMany::Conflicts(existing) => {
             let problems: Vec<String> = existing
@@ -321,27 +314,17 @@ async fn add(ctx: &Ctx, a: AddArgs) -> anyhow::Result<ExitCode> {
         put("name", a.name.clone().map(Value::from));
         put("kind", a.kind.clone().map(Value::from));
         put("google_sheet_url", a.sheet_url.clone().map(Value::from));
-        put(
-            "google_cloud_project_id",
-            a.project.clone().map(Value::from),
-        );
+        put("google_cloud_project_id", a.project.clone().map(Value::from));
         put("bigquery_dataset_id", a.dataset.clone().map(Value::from));
         put("bigquery_table_id", a.table.clone().map(Value::from));
-        put(
-            "schema_handling",
-            a.schema_handling.clone().map(Value::from),
-        );
+        put("schema_handling", a.schema_handling.clone().map(Value::from));
         put("run_frequency_hours", a.frequency.map(Value::from));
         put("is_active", Some(Value::Bool(!a.inactive)));
         if let Some(spec) = &a.spec {
-            let v: Value = serde_json::from_str(spec)
-                .context("--spec is not valid JSON (expected an object)")?;
+            let v: Value = serde_json::from_str(spec).context("--spec is not valid JSON (expected an object)")?;
             put("spec", Some(v));
         }
-        files::Entry {
-            label: "config".into(),
-            value: Value::Object(m),
-        }
+        files::Entry { label: "config".into(), value: Value::Object(m) }
     };
     let valid = match files::validate_entries(vec![entry]) {
         Ok(v) => v,
@@ -351,10 +334,7 @@ async fn add(ctx: &Ctx, a: AddArgs) -> anyhow::Result<ExitCode> {
         }
     };
     if a.dry_run {
-        println!(
-            "valid; would add:\n{}",
-            serde_json::to_string_pretty(&valid[0].config.to_json())?
-        );
+        println!("valid; would add:\n{}", serde_json::to_string_pretty(&valid[0].config.to_json())?);
         return Ok(ExitCode::SUCCESS);
     }
     let store = ctx.store().await?;
@@ -389,10 +369,7 @@ async fn import(ctx: &Ctx, a: ImportArgs) -> anyhow::Result<ExitCode> {
             print_problems(&existing);
             return Ok(ExitCode::FAILURE);
         }
-        println!(
-            "{} config(s) valid; nothing written (--dry-run):",
-            valid.len()
-        );
+        println!("{} config(s) valid; nothing written (--dry-run):", valid.len());
         for v in &valid {
             println!("  {}", v.config.name);
         }
@@ -447,16 +424,7 @@ async fn list(ctx: &Ctx, a: ListArgs) -> anyhow::Result<ExitCode> {
         println!("no configs; add one with `jobctl configs add` or `jobctl configs import FILE`");
         return Ok(ExitCode::SUCCESS);
     }
-    let mut t = Table::new(vec![
-        "ID",
-        "NAME",
-        "KIND",
-        "ACTIVE",
-        "EVERY",
-        "STATUS",
-        "DESTINATION",
-        "VALID",
-    ]);
+    let mut t = Table::new(vec!["ID", "NAME", "KIND", "ACTIVE", "EVERY", "STATUS", "DESTINATION", "VALID"]);
     let mut invalid = 0;
     let mut seen = std::collections::HashSet::new();
     for r in &rows {
@@ -476,11 +444,7 @@ async fn list(ctx: &Ctx, a: ListArgs) -> anyhow::Result<ExitCode> {
             plain(r.id.to_string()),
             name,
             plain(&r.kind),
-            if r.is_active {
-                plain("yes")
-            } else {
-                ("no".into(), Paint::Dim)
-            },
+            if r.is_active { plain("yes") } else { ("no".into(), Paint::Dim) },
             plain(format!("{}h", r.run_frequency_hours)),
             plain(&r.migration_status),
             plain(destination(r)),
@@ -495,9 +459,7 @@ async fn list(ctx: &Ctx, a: ListArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn find(store: &Store, name_or_id: &str) -> anyhow::Result<ConfigRow> {
-    let by_name = configs::get_by_name(store, name_or_id)
-        .await
-        .map_err(db_err)?;
+    let by_name = configs::get_by_name(store, name_or_id).await.map_err(db_err)?;
     if let Some(r) = by_name {
         return Ok(r);
     }
@@ -540,15 +502,8 @@ async fn validate(ctx: &Ctx, a: ValidateArgs) -> anyhow::Result<ExitCode> {
         };
         for r in rows {
             match r.config {
-                Ok(config) => valid.push(Valid {
-                    label: format!("config {:?}", r.name),
-                    config,
-                }),
-                Err(e) => problems.extend(
-                    e.problems
-                        .into_iter()
-                        .map(|p| format!("config {:?}: {p}", r.name)),
-                ),
+                Ok(config) => valid.push(Valid { label: format!("config {:?}", r.name), config }),
+                Err(e) => problems.extend(e.problems.into_iter().map(|p| format!("config {:?}: {p}", r.name))),
             }
         }
     } else {
@@ -570,9 +525,7 @@ async fn validate(ctx: &Ctx, a: ValidateArgs) -> anyhow::Result<ExitCode> {
     if !a.online {
         return Ok(ExitCode::SUCCESS);
     }
-    let services = Services::from_args(&ctx.gcp)
-        .await
-        .map_err(|e| anyhow::anyhow!(e.message.clone()))?;
+    let services = Services::from_args(&ctx.gcp).await.map_err(|e| anyhow::anyhow!(e.message.clone()))?;
     let mut failed = 0;
     for v in &valid {
         let Some(s) = v.config.sheet() else {
@@ -580,18 +533,10 @@ async fn validate(ctx: &Ctx, a: ValidateArgs) -> anyhow::Result<ExitCode> {
             continue;
         };
         match google::check_sheet(&services, s).await {
-            Ok(msg) => println!(
-                "{} {}: sheet {msg}",
-                ctx.style.paint(Paint::Green, "ok"),
-                v.label
-            ),
+            Ok(msg) => println!("{} {}: sheet {msg}", ctx.style.paint(Paint::Green, "ok"), v.label),
             Err(msg) => {
                 failed += 1;
-                println!(
-                    "{} {}: sheet {msg}",
-                    ctx.style.paint(Paint::Red, "FAIL"),
-                    v.label
-                );
+                println!("{} {}: sheet {msg}", ctx.style.paint(Paint::Red, "FAIL"), v.label);
             }
         }
         match google::check_dataset(&ctx.gcp, &s.project_id, &s.dataset_id, &s.table_id).await {
@@ -620,29 +565,17 @@ fn report_unknown(asked: &[String], found: &[String]) -> bool {
 
 async fn set_active(ctx: &Ctx, a: NamesArgs, active: bool) -> anyhow::Result<ExitCode> {
     let store = ctx.store().await?;
-    let found = configs::set_active(&store, &a.names, active)
-        .await
-        .map_err(db_err)?;
+    let found = configs::set_active(&store, &a.names, active).await.map_err(db_err)?;
     for n in &found {
         println!("{} {n}", if active { "enabled" } else { "disabled" });
     }
-    Ok(if report_unknown(&a.names, &found) {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(if report_unknown(&a.names, &found) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 async fn set_frequency(ctx: &Ctx, a: SetFrequencyArgs) -> anyhow::Result<ExitCode> {
     let store = ctx.store().await?;
-    if !configs::set_frequency(&store, &a.name, a.hours)
-        .await
-        .map_err(db_err)?
-    {
-        bail!(
-            "no config named {:?}; `jobctl configs list` shows them",
-            a.name
-        );
+    if !configs::set_frequency(&store, &a.name, a.hours).await.map_err(db_err)? {
+        bail!("no config named {:?}; `jobctl configs list` shows them", a.name);
     }
     println!("{} now runs every {}h", a.name, a.hours);
     Ok(ExitCode::SUCCESS)
@@ -651,29 +584,18 @@ async fn set_frequency(ctx: &Ctx, a: SetFrequencyArgs) -> anyhow::Result<ExitCod
 async fn set_status(ctx: &Ctx, a: SetStatusArgs) -> anyhow::Result<ExitCode> {
     let store = ctx.store().await?;
     let names: Vec<String> = if a.all {
-        configs::list(&store)
-            .await
-            .map_err(db_err)?
-            .into_iter()
-            .map(|r| r.name)
-            .collect()
+        configs::list(&store).await.map_err(db_err)?.into_iter().map(|r| r.name).collect()
     } else {
         a.names.clone()
     };
-    let found = configs::set_migration_status(&store, &names, a.status.as_str())
-        .await
-        .map_err(db_err)?;
+    let found = configs::set_migration_status(&store, &names, a.status.as_str()).await.map_err(db_err)?;
     for n in &found {
         println!("{n}: migration_status = {}", a.status.as_str());
     }
     if a.status == MigrationStatus::JobReady && !found.is_empty() {
         println!("the job now loads these (the orchestrator reads them from active_job_configs); stop the old service's schedule for them");
     }
-    Ok(if report_unknown(&names, &found) {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(if report_unknown(&names, &found) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 async fn remove(ctx: &Ctx, a: RemoveArgs) -> anyhow::Result<ExitCode> {
@@ -681,27 +603,14 @@ async fn remove(ctx: &Ctx, a: RemoveArgs) -> anyhow::Result<ExitCode> {
     let existing = configs::get_by_name(&store, &a.name)
         .await
         .map_err(db_err)?
-        .with_context(|| {
-            format!(
-                "no config named {:?}; `jobctl configs list` shows them",
-                a.name
-            )
-        })?;
+        .with_context(|| format!("no config named {:?}; `jobctl configs list` shows them", a.name))?;
     if !a.yes {
         if !std::io::stdin().is_terminal() {
-            bail!(
-                "refusing to remove {:?} without confirmation; re-run with --yes",
-                a.name
-            );
+            bail!("refusing to remove {:?} without confirmation; re-run with --yes", a.name);
         }
-        eprint!(
-            "remove config {:?} (id {})? its run history is kept. [y/N] ",
-            a.name, existing.id
-        );
+        eprint!("remove config {:?} (id {})? its run history is kept. [y/N] ", a.name, existing.id);
         let mut answer = String::new();
-        std::io::stdin()
-            .read_line(&mut answer)
-            .context("reading the answer")?;
+        std::io::stdin().read_line(&mut answer).context("reading the answer")?;
         if !matches!(answer.trim(), "y" | "Y" | "yes") {
             eprintln!("not removed");
             return Ok(ExitCode::FAILURE);
@@ -712,9 +621,6 @@ async fn remove(ctx: &Ctx, a: RemoveArgs) -> anyhow::Result<ExitCode> {
             println!("removed config {:?} (id {id})", a.name);
             Ok(ExitCode::SUCCESS)
         }
-        None => bail!(
-            "config {:?} was removed by someone else in the meantime",
-            a.name
-        ),
+        None => bail!("config {:?} was removed by someone else in the meantime", a.name),
     }
 }

@@ -55,31 +55,19 @@ pub async fn run(ctx: &Ctx, a: Args) -> anyhow::Result<ExitCode> {
         let schema = if pending.is_empty() {
             "schema up to date".to_string()
         } else {
-            format!(
-                "{} migration(s) pending: run `jobctl migrate`",
-                pending.len()
-            )
+            format!("{} migration(s) pending: run `jobctl migrate`", pending.len())
         };
-        let shape = configs::table_shape(&store)
-            .await
-            .map_err(|e| e.db_message())?;
+        let shape = configs::table_shape(&store).await.map_err(|e| e.db_message())?;
         if pending.is_empty() {
-            if let Some(r) = configs::list(&store)
-                .await
-                .map_err(|e| e.db_message())?
-                .into_iter()
-                .find(|r| r.config.is_ok())
+            if let Some(r) =
+                configs::list(&store).await.map_err(|e| e.db_message())?.into_iter().find(|r| r.config.is_ok())
             {
                 if let Some(s) = r.config.as_ref().ok().and_then(|c| c.sheet()) {
                     first_sheet = Some((s.project_id.clone(), s.spreadsheet_id.clone()));
                 }
             }
         }
-        Ok::<_, String>(format!(
-            "{} as {user}; {schema}; {} config(s)",
-            store.describe(),
-            shape.rows
-        ))
+        Ok::<_, String>(format!("{} as {user}; {schema}; {} config(s)", store.describe(), shape.rows))
     }
     .await;
     failed += pg.is_err() as usize;
@@ -93,30 +81,13 @@ pub async fn run(ctx: &Ctx, a: Args) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
-    let bq_endpoint = ctx
-        .gcp
-        .bigquery_emulator_host
-        .clone()
-        .unwrap_or_else(|| "bigquery.googleapis.com".into());
-    let project = a
-        .project
-        .clone()
-        .or_else(|| first_sheet.as_ref().map(|(p, _)| p.clone()));
+    let bq_endpoint = ctx.gcp.bigquery_emulator_host.clone().unwrap_or_else(|| "bigquery.googleapis.com".into());
+    let project = a.project.clone().or_else(|| first_sheet.as_ref().map(|(p, _)| p.clone()));
     let bq = match &project {
         Some(p) => google::probe_project(&ctx.gcp, p)
             .await
-            .map(|()| {
-                format!(
-                    "{bq_endpoint}, project {p}; credentials: {}",
-                    services.bigquery_auth
-                )
-            })
-            .map_err(|e| {
-                format!(
-                    "{bq_endpoint}, project {p}: {e}; credentials: {}",
-                    services.bigquery_auth
-                )
-            }),
+            .map(|()| format!("{bq_endpoint}, project {p}; credentials: {}", services.bigquery_auth))
+            .map_err(|e| format!("{bq_endpoint}, project {p}: {e}; credentials: {}", services.bigquery_auth)),
         None => Err(format!(
             "no project to probe: pass --project or set GOOGLE_CLOUD_PROJECT; credentials: {}",
             services.bigquery_auth
@@ -125,24 +96,13 @@ pub async fn run(ctx: &Ctx, a: Args) -> anyhow::Result<ExitCode> {
     failed += bq.is_err() as usize;
     report(ctx.style, "bigquery", &bq);
 
-    let sheets_endpoint = ctx
-        .gcp
-        .sheets_emulator_host
-        .clone()
-        .unwrap_or_else(|| "sheets.googleapis.com".into());
+    let sheets_endpoint = ctx.gcp.sheets_emulator_host.clone().unwrap_or_else(|| "sheets.googleapis.com".into());
     let sheet_id = match &a.sheet {
-        Some(s) => Some(
-            parse_sheet_url(s)
-                .map_err(|e| anyhow::anyhow!("--sheet: {e}"))?
-                .0,
-        ),
+        Some(s) => Some(parse_sheet_url(s).map_err(|e| anyhow::anyhow!("--sheet: {e}"))?.0),
         None => first_sheet.as_ref().map(|(_, id)| id.clone()),
     };
-    let probe_id = sheet_id
-        .clone()
-        .unwrap_or_else(|| "jobctl-connection-probe-0000".into());
-    let answer =
-        tokio::time::timeout(Duration::from_secs(30), services.sheets.tabs(&probe_id)).await;
+    let probe_id = sheet_id.clone().unwrap_or_else(|| "jobctl-connection-probe-0000".into());
+    let answer = tokio::time::timeout(Duration::from_secs(30), services.sheets.tabs(&probe_id)).await;
     let sheets = match (answer, &sheet_id) {
         (Err(_), _) => Err(format!("{sheets_endpoint}: no answer within 30s")),
         (Ok(Ok(tabs)), Some(id)) => Ok(format!(
@@ -150,28 +110,18 @@ pub async fn run(ctx: &Ctx, a: Args) -> anyhow::Result<ExitCode> {
             tabs.len(),
             services.sheets_auth
         )),
-        (Ok(Ok(_)), None) => Ok(format!(
-            "{sheets_endpoint} answers; credentials: {}",
-            services.sheets_auth
-        )),
+        (Ok(Ok(_)), None) => Ok(format!("{sheets_endpoint} answers; credentials: {}", services.sheets_auth)),
         // The probe id does not exist: a 404 proves the API answered and took the credentials.
-        (Ok(Err(e)), None) if e.status == Some(404) => Ok(format!(
-            "{sheets_endpoint} answers; credentials: {}",
-            services.sheets_auth
-        )),
+        (Ok(Err(e)), None) if e.status == Some(404) => {
+            Ok(format!("{sheets_endpoint} answers; credentials: {}", services.sheets_auth))
+        }
         (Ok(Err(e)), id) => {
             let hint = match e.status {
                 Some(404) => " (no such spreadsheet; check the URL)",
                 status => google::hint(status, &e.message),
             };
-            let what = id
-                .as_deref()
-                .map(|i| format!(", spreadsheet {i}"))
-                .unwrap_or_default();
-            Err(format!(
-                "{sheets_endpoint}{what}: {e}{hint}; credentials: {}",
-                services.sheets_auth
-            ))
+            let what = id.as_deref().map(|i| format!(", spreadsheet {i}")).unwrap_or_default();
+            Err(format!("{sheets_endpoint}{what}: {e}{hint}; credentials: {}", services.sheets_auth))
         }
     };
     failed += sheets.is_err() as usize;

@@ -32,19 +32,12 @@ pub struct Args {
 
 pub async fn run(ctx: &Ctx, a: Args) -> anyhow::Result<ExitCode> {
     let source = match &a.configs_view {
-        Some(name) => ConfigsSource::parse(name)
-            .map_err(|e| anyhow::anyhow!("--configs-view: {}", e.source))?,
+        Some(name) => ConfigsSource::parse(name).map_err(|e| anyhow::anyhow!("--configs-view: {}", e.source))?,
         None => ConfigsSource::table(),
     };
     let store = ctx.store().await?;
-    let options = PreviewOptions {
-        source,
-        include_all: a.all,
-        ..PreviewOptions::default()
-    };
-    let entries = preview::due_report_with(&store, &options)
-        .await
-        .map_err(db_err)?;
+    let options = PreviewOptions { source, include_all: a.all, ..PreviewOptions::default() };
+    let entries = preview::due_report_with(&store, &options).await.map_err(db_err)?;
     if a.json {
         println!("{}", preview::render_json(&entries));
     } else {

@@ -73,11 +73,7 @@ fn init_logging(format: LogFormat) {
     };
     let registry = tracing_subscriber::registry().with(filter);
     if json {
-        let _ = registry
-            .with(sheettobigquery::telemetry::CloudLoggingLayer::new(
-                std::io::stderr(),
-            ))
-            .try_init();
+        let _ = registry.with(sheettobigquery::telemetry::CloudLoggingLayer::new(std::io::stderr())).try_init();
     } else {
         let _ = registry
             .with(
@@ -120,9 +116,7 @@ pub async fn run(ctx: &Ctx, a: Args) -> anyhow::Result<ExitCode> {
         let row = configs::get_by_name(&store, name)
             .await
             .map_err(db_err)?
-            .with_context(|| {
-                format!("no config named {name:?}; `jobctl configs list` shows them")
-            })?;
+            .with_context(|| format!("no config named {name:?}; `jobctl configs list` shows them"))?;
         ConfigSource::Id(row.id)
     } else {
         unreachable!("clap requires one source")
@@ -136,10 +130,7 @@ pub async fn run(ctx: &Ctx, a: Args) -> anyhow::Result<ExitCode> {
         gcp: ctx.gcp.clone(),
         lease: Duration::from_secs(120),
         owner: format!("jobctl@{host}:{}", std::process::id()),
-        options: sheettobigquery::kinds::RunOptions {
-            test_only: a.test_only,
-            skip_backup: a.skip_backup,
-        },
+        options: sheettobigquery::kinds::RunOptions { test_only: a.test_only, skip_backup: a.skip_backup },
     };
     let outcome = runner::execute(req).await;
     if a.json {
@@ -193,30 +184,18 @@ fn next_step(kind: ErrorKind, config: Option<&str>) -> String {
 }
 
 fn summary_text(o: &JobOutcome, style: output::Style) -> String {
-    let name = o
-        .config_name
-        .as_deref()
-        .map(|n| format!("{n:?}"))
-        .unwrap_or_else(|| "the config".into());
+    let name = o.config_name.as_deref().map(|n| format!("{n:?}")).unwrap_or_else(|| "the config".into());
     let run = o.run_id.map(|r| format!(" (run {r})")).unwrap_or_default();
     let took = output::seconds(o.elapsed);
     let mut s = String::new();
-    let row =
-        |s: &mut String, label: &str, value: &str| s.push_str(&format!("  {label:<12} {value}\n"));
+    let row = |s: &mut String, label: &str, value: &str| s.push_str(&format!("  {label:<12} {value}\n"));
     match &o.result {
         Ok(r) => {
-            s.push_str(&format!(
-                "{} {name}{run} in {took}\n",
-                style.paint(Paint::Green, "Succeeded:")
-            ));
+            s.push_str(&format!("{} {name}{run} in {took}\n", style.paint(Paint::Green, "Succeeded:")));
             row(&mut s, "rows read", &r.rows_read.to_string());
             row(&mut s, "rows loaded", &r.rows_written.to_string());
             if let Some(dest) = r.details.get("destination").and_then(Value::as_str) {
-                let mode = r
-                    .details
-                    .get("write_mode")
-                    .and_then(Value::as_str)
-                    .unwrap_or("");
+                let mode = r.details.get("write_mode").and_then(Value::as_str).unwrap_or("");
                 row(&mut s, "destination", &format!("{dest} ({mode})"));
             }
             if let Some(cols) = r.details.get("columns").and_then(Value::as_array) {
@@ -229,11 +208,7 @@ fn summary_text(o: &JobOutcome, style: output::Style) -> String {
                     } else {
                         format!("  (from {header:?})")
                     };
-                    row(
-                        &mut s,
-                        if i == 0 { "columns" } else { "" },
-                        &format!("{column} {ty}{mapped}"),
-                    );
+                    row(&mut s, if i == 0 { "columns" } else { "" }, &format!("{column} {ty}{mapped}"));
                 }
             }
             row(&mut s, "duration", &took);

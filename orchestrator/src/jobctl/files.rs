@@ -41,11 +41,7 @@ pub struct Entry {
 
 /// Reads every entry of `path` (`-` is stdin, which needs `format`).
 pub fn read_entries(path: &Path, format: Option<Format>) -> anyhow::Result<Vec<Entry>> {
-    let display = if path == Path::new("-") {
-        "stdin".to_string()
-    } else {
-        path.display().to_string()
-    };
+    let display = if path == Path::new("-") { "stdin".to_string() } else { path.display().to_string() };
     let format = match format.or_else(|| Format::detect(path)) {
         Some(f) => f,
         None if path == Path::new("-") => bail!("reading configs from stdin needs --format json, yaml or csv"),
@@ -58,15 +54,14 @@ pub fn read_entries(path: &Path, format: Option<Format>) -> anyhow::Result<Vec<E
     };
     let values = match format {
         Format::Json => {
-            let v: Value = serde_json::from_str(&text)
-                .with_context(|| format!("{display} is not valid JSON"))?;
+            let v: Value = serde_json::from_str(&text).with_context(|| format!("{display} is not valid JSON"))?;
             unwrap_list(v)
         }
         Format::Yaml => {
             let mut out = Vec::new();
             for doc in serde_yaml_ng::Deserializer::from_str(&text) {
-                let v: Value = serde::Deserialize::deserialize(doc)
-                    .with_context(|| format!("{display} is not valid YAML"))?;
+                let v: Value =
+                    serde::Deserialize::deserialize(doc).with_context(|| format!("{display} is not valid YAML"))?;
                 if !v.is_null() {
                     out.extend(unwrap_list(v));
                 }
@@ -129,10 +124,7 @@ fn csv_value(field: &str, raw: &str) -> Value {
 }
 
 fn csv_rows(text: &str) -> anyhow::Result<Vec<Value>> {
-    let mut rdr = csv::ReaderBuilder::new()
-        .flexible(false)
-        .trim(csv::Trim::Headers)
-        .from_reader(text.as_bytes());
+    let mut rdr = csv::ReaderBuilder::new().flexible(false).trim(csv::Trim::Headers).from_reader(text.as_bytes());
     let headers: Vec<String> = rdr.headers()?.iter().map(str::to_string).collect();
     let mut out = Vec::new();
     for rec in rdr.records() {
@@ -150,9 +142,7 @@ fn csv_rows(text: &str) -> anyhow::Result<Vec<Value>> {
             let leaf = path[path.len() - 1];
             let mut cur = &mut obj;
             for part in &path[..path.len() - 1] {
-                let slot = cur
-                    .entry(part.to_string())
-                    .or_insert_with(|| Value::Object(Map::new()));
+                let slot = cur.entry(part.to_string()).or_insert_with(|| Value::Object(Map::new()));
                 if !slot.is_object() {
                     *slot = Value::Object(Map::new());
                 }
@@ -174,10 +164,7 @@ pub struct Valid {
 
 /// Validates every entry of every file. Returns the configs, or every problem found (invalid
 /// entries and names given more than once), each naming its file and entry.
-pub fn validate_files(
-    paths: &[PathBuf],
-    format: Option<Format>,
-) -> anyhow::Result<Result<Vec<Valid>, Vec<String>>> {
+pub fn validate_files(paths: &[PathBuf], format: Option<Format>) -> anyhow::Result<Result<Vec<Valid>, Vec<String>>> {
     let mut entries = Vec::new();
     for p in paths {
         let e = read_entries(p, format)?;
@@ -197,10 +184,7 @@ pub fn validate_entries(entries: Vec<Entry>) -> Result<Vec<Valid>, Vec<String>> 
         if let Some(n) = e.value.get("name").and_then(Value::as_str) {
             let n = n.trim().to_string();
             if let Some(first) = seen.get(&n) {
-                problems.push(format!(
-                    "{}: name {n:?} is already used by {first}; names must be unique",
-                    e.label
-                ));
+                problems.push(format!("{}: name {n:?} is already used by {first}; names must be unique", e.label));
             } else {
                 seen.insert(n, e.label.clone());
             }
@@ -209,16 +193,9 @@ pub fn validate_entries(entries: Vec<Entry>) -> Result<Vec<Valid>, Vec<String>> 
             Ok(mut config) => {
                 // Ids belong to the database; a file exported from one is imported as new rows.
                 config.id = None;
-                valid.push(Valid {
-                    label: e.label,
-                    config,
-                });
+                valid.push(Valid { label: e.label, config });
             }
-            Err(err) => problems.extend(
-                err.problems
-                    .into_iter()
-                    .map(|p| format!("{}: {p}", e.label)),
-            ),
+            Err(err) => problems.extend(err.problems.into_iter().map(|p| format!("{}: {p}", e.label))),
         }
     }
     if problems.is_empty() {
@@ -250,14 +227,8 @@ mod tests {
 
     #[test]
     fn lists_and_wrapped_lists_unwrap() {
-        assert_eq!(
-            unwrap_list(serde_json::json!([{"a": 1}, {"b": 2}])).len(),
-            2
-        );
-        assert_eq!(
-            unwrap_list(serde_json::json!({"configs": [{"a": 1}]})).len(),
-            1
-        );
+        assert_eq!(unwrap_list(serde_json::json!([{"a": 1}, {"b": 2}])).len(), 2);
+        assert_eq!(unwrap_list(serde_json::json!({"configs": [{"a": 1}]})).len(), 1);
         assert_eq!(unwrap_list(serde_json::json!({"name": "x"})).len(), 1);
     }
 
@@ -267,16 +238,9 @@ mod tests {
             label: label.into(),
             value: serde_json::json!({"name": n, "google_sheet_url": "1AbCdEfGhIjK", "google_cloud_project_id": "test-proj", "bigquery_dataset_id": "d", "bigquery_table_id": "t"}),
         };
-        let problems = validate_entries(vec![
-            e("x", "f entry 1"),
-            e("y", "f entry 2"),
-            e("x", "f entry 3"),
-        ])
-        .unwrap_err();
+        let problems =
+            validate_entries(vec![e("x", "f entry 1"), e("y", "f entry 2"), e("x", "f entry 3")]).unwrap_err();
         assert_eq!(problems.len(), 1);
-        assert!(
-            problems[0].contains("f entry 3") && problems[0].contains("f entry 1"),
-            "{problems:?}"
-        );
+        assert!(problems[0].contains("f entry 3") && problems[0].contains("f entry 1"), "{problems:?}");
     }
 }

@@ -42,11 +42,7 @@ pub async fn run(ctx: &Ctx, a: Args) -> anyhow::Result<ExitCode> {
                 shape.rows
             );
         }
-        eprintln!(
-            "{}: {} migration(s) would run, each in its own transaction:",
-            store.describe(),
-            pending.len()
-        );
+        eprintln!("{}: {} migration(s) would run, each in its own transaction:", store.describe(), pending.len());
         for m in &pending {
             println!("-- V{}__{}.sql", m.version, m.name);
             println!("{}", m.sql.trim_end());
@@ -60,25 +56,19 @@ pub async fn run(ctx: &Ctx, a: Args) -> anyhow::Result<ExitCode> {
             shape.rows
         );
     }
-    let applied = migrate::run(&store)
-        .await
-        .map_err(|e| anyhow::anyhow!("{}; nothing after the failed migration was applied, fix the cause and run `jobctl migrate` again", e.db_message()))?;
+    let applied = migrate::run(&store).await.map_err(|e| {
+        anyhow::anyhow!(
+            "{}; nothing after the failed migration was applied, fix the cause and run `jobctl migrate` again",
+            e.db_message()
+        )
+    })?;
     if applied.is_empty() {
         println!("{}: up to date; nothing to apply", store.describe());
     } else {
         for m in &applied {
-            println!(
-                "{} V{}__{}",
-                ctx.style.paint(Paint::Green, "applied"),
-                m.version,
-                m.name
-            );
+            println!("{} V{}__{}", ctx.style.paint(Paint::Green, "applied"), m.version, m.name);
         }
-        println!(
-            "{}: {} migration(s) applied",
-            store.describe(),
-            applied.len()
-        );
+        println!("{}: {} migration(s) applied", store.describe(), applied.len());
     }
     Ok(ExitCode::SUCCESS)
 }

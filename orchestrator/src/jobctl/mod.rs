@@ -57,10 +57,7 @@ pub struct Cli {
     /// Colour the output: auto (only on a terminal, never with NO_COLOR), always or never.
     #[arg(long, value_enum, default_value_t = ColorWhen::Auto, global = true)]
     pub color: ColorWhen,
-    #[command(
-        flatten,
-        next_help_heading = "Postgres (the configs and the run ledger)"
-    )]
+    #[command(flatten, next_help_heading = "Postgres (the configs and the run ledger)")]
     pub db: DbArgs,
     #[command(flatten, next_help_heading = "Google APIs")]
     pub gcp: GcpArgs,
@@ -111,10 +108,7 @@ impl Ctx {
             .map_err(|e| anyhow::anyhow!(e.db_message()))
             .context("checking the database schema")?;
         if !pending.is_empty() {
-            let names: Vec<String> = pending
-                .iter()
-                .map(|m| format!("V{}__{}", m.version, m.name))
-                .collect();
+            let names: Vec<String> = pending.iter().map(|m| format!("V{}__{}", m.version, m.name)).collect();
             anyhow::bail!(
                 "the database at {} is not migrated ({} pending: {}); run `jobctl migrate` first (`jobctl migrate --dry-run` shows the SQL)",
                 store.describe(),
@@ -150,13 +144,7 @@ fn init_logging(default_level: &str) {
 
 /// Runs one parsed command line; the exit code says whether it worked.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let ctx = Ctx {
-        db: cli.db,
-        gcp: cli.gcp,
-        style: output::Style {
-            color: cli.color.enabled(),
-        },
-    };
+    let ctx = Ctx { db: cli.db, gcp: cli.gcp, style: output::Style { color: cli.color.enabled() } };
     match cli.command {
         Command::Execute(a) => execute::run(&ctx, a).await,
         other => {
@@ -195,14 +183,8 @@ mod tests {
                 return;
             }
             let name = format!("{path} {}", c.get_name());
-            let after = c
-                .get_after_help()
-                .map(|s| s.to_string())
-                .unwrap_or_default();
-            assert!(
-                after.contains("jobctl"),
-                "`{name}` has no examples in its help"
-            );
+            let after = c.get_after_help().map(|s| s.to_string()).unwrap_or_default();
+            assert!(after.contains("jobctl"), "`{name}` has no examples in its help");
             for sub in c.get_subcommands() {
                 walk(sub, &name);
             }

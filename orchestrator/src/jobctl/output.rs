@@ -76,10 +76,7 @@ pub struct Table {
 
 impl Table {
     pub fn new(headers: Vec<&'static str>) -> Table {
-        Table {
-            headers,
-            rows: Vec::new(),
-        }
+        Table { headers, rows: Vec::new() }
     }
 
     pub fn row(&mut self, cells: Vec<(String, Paint)>) {
@@ -98,23 +95,13 @@ impl Table {
         let line = |cells: Vec<(String, Paint)>, out: &mut String| {
             let last = cells.len().saturating_sub(1);
             for (i, (text, paint)) in cells.into_iter().enumerate() {
-                let pad = if i == last {
-                    0
-                } else {
-                    widths[i].saturating_sub(text.chars().count()) + 2
-                };
+                let pad = if i == last { 0 } else { widths[i].saturating_sub(text.chars().count()) + 2 };
                 out.push_str(&style.paint(paint, &text));
                 out.push_str(&" ".repeat(pad));
             }
             out.push('\n');
         };
-        line(
-            self.headers
-                .iter()
-                .map(|h| (h.to_string(), Paint::Bold))
-                .collect(),
-            &mut out,
-        );
+        line(self.headers.iter().map(|h| (h.to_string(), Paint::Bold)).collect(), &mut out);
         for r in &self.rows {
             line(r.clone(), &mut out);
         }
@@ -183,20 +170,14 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: i64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration (examples: 90s, 15m, 24h, 7d, 2w)"))?;
+    let n: i64 = num.parse().map_err(|_| format!("{s:?} is not a duration (examples: 90s, 15m, 24h, 7d, 2w)"))?;
     let d = match unit.trim() {
         "s" | "sec" | "secs" => Duration::seconds(n),
         "m" | "min" | "mins" => Duration::minutes(n),
         "" | "h" | "hour" | "hours" => Duration::hours(n),
         "d" | "day" | "days" => Duration::days(n),
         "w" | "week" | "weeks" => Duration::weeks(n),
-        other => {
-            return Err(format!(
-                "{s:?}: unknown unit {other:?} (use s, m, h, d or w)"
-            ))
-        }
+        other => return Err(format!("{s:?}: unknown unit {other:?} (use s, m, h, d or w)")),
     };
     Ok(d)
 }
@@ -235,10 +216,7 @@ mod tests {
         let now = Utc::now();
         assert_eq!(relative(now - Duration::hours(3), now), "3h ago");
         assert_eq!(relative(now + Duration::hours(2), now), "in 2h");
-        assert_eq!(
-            relative(now + Duration::hours(23) - Duration::seconds(2), now),
-            "in 23h"
-        );
+        assert_eq!(relative(now + Duration::hours(23) - Duration::seconds(2), now), "in 23h");
     }
 
     #[test]

@@ -110,19 +110,11 @@ pub async fn run(ctx: &Ctx, a: Args) -> anyhow::Result<ExitCode> {
     }
     let store = ctx.store().await?;
     if let Some(name) = &a.config {
-        if sheettobigquery::store::configs::get_by_name(&store, name)
-            .await
-            .map_err(db_err)?
-            .is_none()
-        {
+        if sheettobigquery::store::configs::get_by_name(&store, name).await.map_err(db_err)?.is_none() {
             // Removed configs keep their history; only refuse a name that never ran.
             let any = history::list_runs(
                 &store,
-                &RunFilter {
-                    config_name: Some(name.clone()),
-                    limit: 1,
-                    ..RunFilter::default()
-                },
+                &RunFilter { config_name: Some(name.clone()), limit: 1, ..RunFilter::default() },
             )
             .await
             .map_err(db_err)?;
@@ -148,9 +140,7 @@ pub async fn run(ctx: &Ctx, a: Args) -> anyhow::Result<ExitCode> {
         println!("no runs match");
         return Ok(ExitCode::SUCCESS);
     }
-    let mut t = Table::new(vec![
-        "ID", "CONFIG", "STATUS", "TRIGGER", "TRY", "STARTED", "TOOK", "ROWS", "ERROR",
-    ]);
+    let mut t = Table::new(vec!["ID", "CONFIG", "STATUS", "TRIGGER", "TRY", "STARTED", "TOOK", "ROWS", "ERROR"]);
     for r in &runs {
         let started = r.started_at.unwrap_or(r.created_at);
         let rows = match (r.rows_read, r.rows_written) {
@@ -158,11 +148,7 @@ pub async fn run(ctx: &Ctx, a: Args) -> anyhow::Result<ExitCode> {
             (Some(rd), None) => format!("{rd} read"),
             _ => "-".into(),
         };
-        let err = r
-            .error_message
-            .as_deref()
-            .map(|m| output::one_line(m, 70))
-            .unwrap_or_default();
+        let err = r.error_message.as_deref().map(|m| output::one_line(m, 70)).unwrap_or_default();
         t.row(vec![
             plain(r.id.to_string()),
             plain(&r.config_name),
@@ -177,10 +163,7 @@ pub async fn run(ctx: &Ctx, a: Args) -> anyhow::Result<ExitCode> {
     }
     print!("{}", t.render(ctx.style));
     if runs.len() as i64 == a.limit {
-        eprintln!(
-            "showing the newest {}; use --limit or --since for more",
-            a.limit
-        );
+        eprintln!("showing the newest {}; use --limit or --since for more", a.limit);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -191,19 +174,12 @@ async fn show(ctx: &Ctx, a: ShowArgs) -> anyhow::Result<ExitCode> {
         .await
         .map_err(db_err)?
         .with_context(|| format!("no run with id {}; `jobctl runs` lists recent runs", a.id))?;
-    let rejected = history::rejected_rows(&store, r.id, a.rejected_limit)
-        .await
-        .map_err(db_err)?;
+    let rejected = history::rejected_rows(&store, r.id, a.rejected_limit).await.map_err(db_err)?;
     let cells: Vec<String> = r
         .details
         .get("cell_errors")
         .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        })
+        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
         .unwrap_or_default();
     if a.json {
         let mut v = run_json(&r);
@@ -218,19 +194,10 @@ async fn show(ctx: &Ctx, a: ShowArgs) -> anyhow::Result<ExitCode> {
     let style = ctx.style;
     let now = Utc::now();
     let mut s = String::new();
-    let line =
-        |s: &mut String, label: &str, value: &str| s.push_str(&format!("{label:<14} {value}\n"));
+    let line = |s: &mut String, label: &str, value: &str| s.push_str(&format!("{label:<14} {value}\n"));
     line(&mut s, "run", &format!("{} (attempt {})", r.id, r.attempt));
-    line(
-        &mut s,
-        "config",
-        &format!("{} (id {}, {})", r.config_name, r.config_id, r.kind),
-    );
-    line(
-        &mut s,
-        "status",
-        &style.paint(status_paint(&r.status), &r.status),
-    );
+    line(&mut s, "config", &format!("{} (id {}, {})", r.config_name, r.config_id, r.kind));
+    line(&mut s, "status", &style.paint(status_paint(&r.status), &r.status));
     line(&mut s, "trigger", &r.trigger);
     if let Some(p) = r.period_start {
         line(&mut s, "period", &output::time(p));
@@ -238,52 +205,28 @@ async fn show(ctx: &Ctx, a: ShowArgs) -> anyhow::Result<ExitCode> {
     if let Some(e) = r.execution_name.as_deref().or(r.executor.as_deref()) {
         line(&mut s, "executed by", e);
     }
-    line(
-        &mut s,
-        "created",
-        &format!(
-            "{} ({})",
-            output::time(r.created_at),
-            output::relative(r.created_at, now)
-        ),
-    );
+    line(&mut s, "created", &format!("{} ({})", output::time(r.created_at), output::relative(r.created_at, now)));
     if let Some(t) = r.started_at {
         line(&mut s, "started", &output::time(t));
     }
     if let Some(t) = r.finished_at {
-        line(
-            &mut s,
-            "finished",
-            &format!("{} (took {})", output::time(t), duration(&r)),
-        );
+        line(&mut s, "finished", &format!("{} (took {})", output::time(t), duration(&r)));
     }
     if r.rows_read.is_some() || r.rows_written.is_some() {
         let f = |n: Option<i64>| n.map_or("-".to_string(), |n| n.to_string());
-        line(
-            &mut s,
-            "rows",
-            &format!("{} read, {} written", f(r.rows_read), f(r.rows_written)),
-        );
+        line(&mut s, "rows", &format!("{} read, {} written", f(r.rows_read), f(r.rows_written)));
     }
     if let Some(d) = r.details.get("destination").and_then(Value::as_str) {
         line(&mut s, "destination", d);
     }
     if let Some(p) = r.details.get("progress") {
         if r.status == "running" {
-            line(
-                &mut s,
-                "progress",
-                &format!("{} of {} rows", p["processed"], p["total"]),
-            );
+            line(&mut s, "progress", &format!("{} of {} rows", p["processed"], p["total"]));
         }
     }
     if let Some(msg) = &r.error_message {
         let kind = r.error_kind.as_deref().unwrap_or("error");
-        line(
-            &mut s,
-            "error",
-            &style.paint(Paint::Red, &format!("[{kind}] {msg}")),
-        );
+        line(&mut s, "error", &style.paint(Paint::Red, &format!("[{kind}] {msg}")));
     }
     if !cells.is_empty() {
         s.push_str(&format!("cells ({}):\n", cells.len()));
@@ -298,10 +241,7 @@ async fn show(ctx: &Ctx, a: ShowArgs) -> anyhow::Result<ExitCode> {
                 s.push_str(&format!("  {}\n", rejected_line(row)));
             }
             if *total > rows.len() as i64 {
-                s.push_str(&format!(
-                    "  … {} more (--rejected-limit)\n",
-                    total - rows.len() as i64
-                ));
+                s.push_str(&format!("  … {} more (--rejected-limit)\n", total - rows.len() as i64));
             }
         }
     }
@@ -311,11 +251,8 @@ async fn show(ctx: &Ctx, a: ShowArgs) -> anyhow::Result<ExitCode> {
 
 /// `row 17 (key "A-1"): reason`, whatever columns import_results has.
 fn rejected_line(row: &Value) -> String {
-    let get = |k: &str| {
-        row.get(k)
-            .filter(|v| !v.is_null())
-            .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
-    };
+    let get =
+        |k: &str| row.get(k).filter(|v| !v.is_null()).map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string));
     let mut parts = Vec::new();
     if let Some(c) = get("cell_ref").or_else(|| get("cell")) {
         parts.push(c);
@@ -325,9 +262,7 @@ fn rejected_line(row: &Value) -> String {
     if let Some(k) = row.get("key").filter(|v| !v.is_null()) {
         parts.push(format!("key {k}"));
     }
-    let reason = get("reason")
-        .or_else(|| get("error"))
-        .or_else(|| get("message"));
+    let reason = get("reason").or_else(|| get("error")).or_else(|| get("message"));
     let head = parts.join(" ");
     match (head.is_empty(), reason) {
         (false, Some(r)) => format!("{head}: {r}"),

@@ -46,10 +46,7 @@ fn failing(s: &ConfigStatus) -> bool {
 pub async fn run(ctx: &Ctx, a: Args) -> anyhow::Result<ExitCode> {
     if let Some(k) = &a.kind {
         if sheettobigquery::config::Kind::parse(k).is_none() {
-            let known: Vec<&str> = sheettobigquery::config::Kind::ALL
-                .iter()
-                .map(|k| k.as_str())
-                .collect();
+            let known: Vec<&str> = sheettobigquery::config::Kind::ALL.iter().map(|k| k.as_str()).collect();
             anyhow::bail!("unknown kind {k:?}; use one of {}", known.join(", "));
         }
     }
@@ -57,12 +54,8 @@ pub async fn run(ctx: &Ctx, a: Args) -> anyhow::Result<ExitCode> {
     let now = Utc::now();
     let all = history::config_status(&store, None).await.map_err(db_err)?;
     // Whether a config is due is the orchestrator's decision, not a second copy of it.
-    let due: HashMap<i64, DueEntry> = preview::due_report(&store, None, true)
-        .await
-        .map_err(db_err)?
-        .into_iter()
-        .map(|e| (e.config_id, e))
-        .collect();
+    let due: HashMap<i64, DueEntry> =
+        preview::due_report(&store, None, true).await.map_err(db_err)?.into_iter().map(|e| (e.config_id, e)).collect();
     let is_due = |s: &ConfigStatus| due.get(&s.id).map_or(s.is_due, |e| e.due);
     let total = all.len();
     let rows: Vec<ConfigStatus> = all
@@ -102,37 +95,22 @@ pub async fn run(ctx: &Ctx, a: Args) -> anyhow::Result<ExitCode> {
     }
     if rows.is_empty() {
         if total == 0 {
-            println!(
-                "no configs yet; add one with `jobctl configs add` or `jobctl configs import FILE`"
-            );
+            println!("no configs yet; add one with `jobctl configs add` or `jobctl configs import FILE`");
         } else {
             println!("no config matches ({total} in total)");
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let mut t = Table::new(vec![
-        "NAME",
-        "KIND",
-        "ACTIVE",
-        "EVERY",
-        "LAST RUN",
-        "NEXT DUE",
-        "LAST OUTCOME",
-        "STREAK",
-    ]);
+    let mut t = Table::new(vec!["NAME", "KIND", "ACTIVE", "EVERY", "LAST RUN", "NEXT DUE", "LAST OUTCOME", "STREAK"]);
     for s in &rows {
-        let active = if s.is_active {
-            plain("yes")
-        } else {
-            ("no".into(), Paint::Dim)
-        };
-        let last_run = s
-            .last_run
-            .map_or_else(|| "never".into(), |t| output::relative(t, now));
+        let active = if s.is_active { plain("yes") } else { ("no".into(), Paint::Dim) };
+        let last_run = s.last_run.map_or_else(|| "never".into(), |t| output::relative(t, now));
         let next_due = match due.get(&s.id) {
             _ if !s.is_active => ("-".into(), Paint::Dim),
             Some(e) if e.due => (output::one_line(&format!("due ({})", e.reason), 40), Paint::Yellow),
-            Some(e) if e.state == "not_due" => plain(e.due_at.map_or_else(|| e.reason.clone(), |t| output::relative(t, now))),
+            Some(e) if e.state == "not_due" => {
+                plain(e.due_at.map_or_else(|| e.reason.clone(), |t| output::relative(t, now)))
+            }
             Some(e) => (output::one_line(&e.reason, 40), Paint::Yellow),
             None if s.in_flight => ("running".into(), Paint::Yellow),
             None if s.is_due => ("due now".into(), Paint::Yellow),

@@ -43,13 +43,11 @@ impl Credentials {
     /// Application Default Credentials, looked up in Google's order: the key file in
     /// `GOOGLE_APPLICATION_CREDENTIALS`, gcloud's application-default file, the metadata server.
     pub async fn application_default() -> Result<Credentials, String> {
-        let path = std::env::var_os("GOOGLE_APPLICATION_CREDENTIALS")
-            .map(PathBuf::from)
-            .or_else(|| {
-                let home = std::env::var_os("HOME")?;
-                let p = PathBuf::from(home).join(".config/gcloud/application_default_credentials.json");
-                p.exists().then_some(p)
-            });
+        let path = std::env::var_os("GOOGLE_APPLICATION_CREDENTIALS").map(PathBuf::from).or_else(|| {
+            let home = std::env::var_os("HOME")?;
+            let p = PathBuf::from(home).join(".config/gcloud/application_default_credentials.json");
+            p.exists().then_some(p)
+        });
         if let Some(path) = path {
             let text = std::fs::read_to_string(&path)
                 .map_err(|e| format!("cannot read credentials file {}: {e}", path.display()))?;
@@ -57,8 +55,9 @@ impl Credentials {
                 .map_err(|e| format!("credentials file {} is not JSON: {e}", path.display()))?;
             return match json.get("type").and_then(|t| t.as_str()) {
                 Some("service_account") => {
-                    let key: yup_oauth2::ServiceAccountKey = serde_json::from_value(json)
-                        .map_err(|e| format!("credentials file {} is not a service-account key: {e}", path.display()))?;
+                    let key: yup_oauth2::ServiceAccountKey = serde_json::from_value(json).map_err(|e| {
+                        format!("credentials file {} is not a service-account key: {e}", path.display())
+                    })?;
                     let description = format!("service account {} (key file)", key.client_email);
                     let auth = yup_oauth2::ServiceAccountAuthenticator::builder(key)
                         .build()
@@ -68,7 +67,9 @@ impl Credentials {
                 }
                 Some("authorized_user") => {
                     let secret: yup_oauth2::authorized_user::AuthorizedUserSecret = serde_json::from_value(json)
-                        .map_err(|e| format!("credentials file {} is not an authorized-user file: {e}", path.display()))?;
+                        .map_err(|e| {
+                            format!("credentials file {} is not an authorized-user file: {e}", path.display())
+                        })?;
                     let auth = yup_oauth2::AuthorizedUserAuthenticator::builder(secret)
                         .build()
                         .await
@@ -109,7 +110,9 @@ impl Credentials {
             Inner::None => Ok(None),
             Inner::Yup { auth, .. } => {
                 let t = auth.token(scopes).await.map_err(|e| format!("cannot get an access token: {e}"))?;
-                t.token().map(|s| Some(s.to_string())).ok_or_else(|| "the token endpoint returned no access token".into())
+                t.token()
+                    .map(|s| Some(s.to_string()))
+                    .ok_or_else(|| "the token endpoint returned no access token".into())
             }
         }
     }

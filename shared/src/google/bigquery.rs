@@ -80,7 +80,11 @@ impl BigQueryClient {
                     Ok(_) => Ok(true),
                     Err(e) => {
                         let e = map_error(e);
-                        if e.is_not_found() { Ok(false) } else { Err(e) }
+                        if e.is_not_found() {
+                            Ok(false)
+                        } else {
+                            Err(e)
+                        }
                     }
                 }
             })
@@ -99,7 +103,11 @@ impl BigQueryClient {
                     Err(e) => {
                         let e = map_error(e);
                         // Someone else created it in between: fine.
-                        if e.is_conflict() { Ok(false) } else { Err(e) }
+                        if e.is_conflict() {
+                            Ok(false)
+                        } else {
+                            Err(e)
+                        }
                     }
                 }
             })
@@ -109,7 +117,13 @@ impl BigQueryClient {
     /// Rows in the table, or None when it does not exist. Counted with a query: table metadata
     /// can lag behind loads.
     #[tracing::instrument(skip_all, fields(table = %format!("{project}.{dataset}.{table}")), err(Display))]
-    pub async fn count_rows(&self, project: &str, dataset: &str, table: &str, location: Option<&str>) -> Result<Option<u64>, ApiError> {
+    pub async fn count_rows(
+        &self,
+        project: &str,
+        dataset: &str,
+        table: &str,
+        location: Option<&str>,
+    ) -> Result<Option<u64>, ApiError> {
         let exists = self
             .retry
             .run("tables.get", || async {
@@ -117,7 +131,11 @@ impl BigQueryClient {
                     Ok(_) => Ok(true),
                     Err(e) => {
                         let e = map_error(e);
-                        if e.is_not_found() { Ok(false) } else { Err(e) }
+                        if e.is_not_found() {
+                            Ok(false)
+                        } else {
+                            Err(e)
+                        }
                     }
                 }
             })
@@ -137,7 +155,10 @@ impl BigQueryClient {
             })
             .await?;
         if let Some(err) = resp.errors.as_ref().and_then(|e| e.first()) {
-            return Err(ApiError::permanent(API, format!("counting rows failed: {}", err.message.clone().unwrap_or_default())));
+            return Err(ApiError::permanent(
+                API,
+                format!("counting rows failed: {}", err.message.clone().unwrap_or_default()),
+            ));
         }
         let n = resp
             .rows

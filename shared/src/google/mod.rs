@@ -28,7 +28,11 @@ pub struct GcpArgs {
 
 fn as_url(host: &str) -> String {
     let h = host.trim().trim_end_matches('/');
-    if h.starts_with("http://") || h.starts_with("https://") { h.to_string() } else { format!("http://{h}") }
+    if h.starts_with("http://") || h.starts_with("https://") {
+        h.to_string()
+    } else {
+        format!("http://{h}")
+    }
 }
 
 /// The API clients one run uses.
@@ -53,14 +57,19 @@ impl Services {
         } else {
             None
         };
-        let pick = |emulated: bool| if emulated { Credentials::none() } else { adc.clone().expect("adc when not emulated") };
+        let pick =
+            |emulated: bool| if emulated { Credentials::none() } else { adc.clone().expect("adc when not emulated") };
         let sheets_creds = pick(args.sheets_emulator_host.is_some());
         let bq_creds = pick(args.bigquery_emulator_host.is_some());
         let sheets_auth = sheets_creds.describe().to_string();
         let bigquery_auth = bq_creds.describe().to_string();
         let sheets_url = args.sheets_emulator_host.as_deref().map(as_url);
         let sheets = SheetsClient::new(sheets_url.as_deref(), sheets_creds, retry);
-        let bq_url = args.bigquery_emulator_host.as_deref().map(as_url).unwrap_or_else(|| bigquery::DEFAULT_ENDPOINT.to_string());
+        let bq_url = args
+            .bigquery_emulator_host
+            .as_deref()
+            .map(as_url)
+            .unwrap_or_else(|| bigquery::DEFAULT_ENDPOINT.to_string());
         let bigquery = BigQueryClient::new(&bq_url, bq_creds, retry).await.map_err(JobError::internal)?;
         Ok(Services { sheets, bigquery, sheets_auth, bigquery_auth })
     }

@@ -20,7 +20,12 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn http(api: &'static str, status: u16, message: impl Into<String>) -> ApiError {
-        ApiError { api, status: Some(status), message: message.into(), transient: matches!(status, 408 | 429 | 500..=599) }
+        ApiError {
+            api,
+            status: Some(status),
+            message: message.into(),
+            transient: matches!(status, 408 | 429 | 500..=599),
+        }
     }
     pub fn transport(api: &'static str, message: impl Into<String>) -> ApiError {
         ApiError { api, status: None, message: message.into(), transient: true }
@@ -52,7 +57,11 @@ impl ApiError {
             .unwrap_or_else(|| {
                 let text = String::from_utf8_lossy(body);
                 let short: String = text.chars().take(300).collect();
-                if short.trim().is_empty() { "no error message in the response".into() } else { short }
+                if short.trim().is_empty() {
+                    "no error message in the response".into()
+                } else {
+                    short
+                }
             });
         ApiError::http(api, status, msg)
     }
@@ -114,7 +123,11 @@ impl RetryPolicy {
                     let delay = self.delay(attempt);
                     if attempt >= self.max_attempts || started.elapsed() + delay > self.max_elapsed {
                         return Err(ApiError {
-                            message: format!("{} (gave up after {attempt} attempts in {:.1}s)", e.message, started.elapsed().as_secs_f64()),
+                            message: format!(
+                                "{} (gave up after {attempt} attempts in {:.1}s)",
+                                e.message,
+                                started.elapsed().as_secs_f64()
+                            ),
                             ..e
                         });
                     }
@@ -151,7 +164,11 @@ mod tests {
 
     #[test]
     fn google_error_bodies_are_read() {
-        let e = ApiError::from_body("sheets", 403, br#"{"error":{"code":403,"message":"The caller does not have permission","status":"PERMISSION_DENIED"}}"#);
+        let e = ApiError::from_body(
+            "sheets",
+            403,
+            br#"{"error":{"code":403,"message":"The caller does not have permission","status":"PERMISSION_DENIED"}}"#,
+        );
         assert_eq!(e.message, "The caller does not have permission (PERMISSION_DENIED)");
         assert!(!e.transient);
         assert!(ApiError::from_body("sheets", 429, b"{}").transient);

@@ -14,12 +14,8 @@ const API: &str = "sheets";
 
 /// google-sheets4 puts the range into the URL path unencoded, so a tab named `Q1 #2/3?` would
 /// turn into a fragment or a query; encode everything but the characters A1 notation needs.
-const RANGE_ENCODE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-    .remove(b'!')
-    .remove(b':')
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.');
+const RANGE_ENCODE: &percent_encoding::AsciiSet =
+    &percent_encoding::NON_ALPHANUMERIC.remove(b'!').remove(b':').remove(b'-').remove(b'_').remove(b'.');
 
 /// One tab of a spreadsheet.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,7 +90,12 @@ impl SheetsClient {
     /// The number format of each column of `range`: per column, the most common format among its
     /// non-empty cells (`effectiveFormat.numberFormat.type`).
     #[tracing::instrument(skip_all, fields(spreadsheet = %spreadsheet_id, range = %range), err(Display))]
-    pub async fn column_formats(&self, spreadsheet_id: &str, range: &str, width: usize) -> Result<Vec<NumFmt>, ApiError> {
+    pub async fn column_formats(
+        &self,
+        spreadsheet_id: &str,
+        range: &str,
+        width: usize,
+    ) -> Result<Vec<NumFmt>, ApiError> {
         let (_, ss) = self
             .retry
             .run("spreadsheets.get(grid data)", || async {

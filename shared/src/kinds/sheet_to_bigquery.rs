@@ -69,11 +69,17 @@ fn resolve_bounds(s: &SheetToBigQuery, tabs: Vec<TabInfo>) -> JobResult<Bounds> 
         tabs.iter()
             .find(|t| &t.title == title)
             .or_else(|| tabs.iter().find(|t| t.title.eq_ignore_ascii_case(title)))
-            .ok_or_else(|| JobError::source(format!("spreadsheet {} has no tab named {title:?} (tabs: {})", s.spreadsheet_id, list())))?
+            .ok_or_else(|| {
+                JobError::source(format!(
+                    "spreadsheet {} has no tab named {title:?} (tabs: {})",
+                    s.spreadsheet_id,
+                    list()
+                ))
+            })?
     } else if let Some(gid) = s.gid {
-        tabs.iter()
-            .find(|t| t.sheet_id == gid)
-            .ok_or_else(|| JobError::source(format!("spreadsheet {} has no tab with gid {gid} (tabs: {})", s.spreadsheet_id, list())))?
+        tabs.iter().find(|t| t.sheet_id == gid).ok_or_else(|| {
+            JobError::source(format!("spreadsheet {} has no tab with gid {gid} (tabs: {})", s.spreadsheet_id, list()))
+        })?
     } else {
         tabs.first().ok_or_else(|| JobError::source(format!("spreadsheet {} has no tabs", s.spreadsheet_id)))?
     }
@@ -146,7 +152,11 @@ fn read_row(r: &mut impl Read, cells: &mut Vec<Cell>) -> std::io::Result<Option<
                 let mut buf = vec![0u8; len];
                 r.read_exact(&mut buf)?;
                 let s = String::from_utf8(buf).map_err(|_| std::io::ErrorKind::InvalidData)?;
-                if t == 4 { Cell::Text(s) } else { Cell::Error(s) }
+                if t == 4 {
+                    Cell::Text(s)
+                } else {
+                    Cell::Error(s)
+                }
             }
         });
     }
@@ -257,7 +267,10 @@ impl Unit for SheetToBigQueryUnit {
             }
             (ctx.progress)(rows_read, None);
             tracing::info!(
-                rows_read, window = windows, through_row = end, last_row = b.last_row,
+                rows_read,
+                window = windows,
+                through_row = end,
+                last_row = b.last_row,
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "reading sheet: progress"
             );
@@ -295,8 +308,16 @@ impl Unit for SheetToBigQueryUnit {
                 let mut picked = Vec::new();
                 let mut missing = Vec::new();
                 for spec in &s.schema {
-                    match columns.iter().find(|c| c.name.eq_ignore_ascii_case(&spec.name) || c.header.trim() == spec.name) {
-                        Some(c) => picked.push(Column { name: spec.name.clone(), ty: spec.column_type, required: spec.required, ..c.clone() }),
+                    match columns
+                        .iter()
+                        .find(|c| c.name.eq_ignore_ascii_case(&spec.name) || c.header.trim() == spec.name)
+                    {
+                        Some(c) => picked.push(Column {
+                            name: spec.name.clone(),
+                            ty: spec.column_type,
+                            required: spec.required,
+                            ..c.clone()
+                        }),
                         None => missing.push(spec.name.clone()),
                     }
                 }
@@ -308,7 +329,11 @@ impl Unit for SheetToBigQueryUnit {
                         columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
                     )));
                 }
-                let dropped: Vec<&str> = columns.iter().filter(|c| !picked.iter().any(|p| p.src == c.src)).map(|c| c.name.as_str()).collect();
+                let dropped: Vec<&str> = columns
+                    .iter()
+                    .filter(|c| !picked.iter().any(|p| p.src == c.src))
+                    .map(|c| c.name.as_str())
+                    .collect();
                 if !dropped.is_empty() {
                     tracing::warn!(columns = ?dropped, "sheet columns not in the explicit schema are not loaded");
                 }
@@ -334,12 +359,15 @@ impl Unit for SheetToBigQueryUnit {
         }
         let ndjson = tempfile::NamedTempFile::new().map_err(io_err("creating the staging file"))?;
         let mut out = BufWriter::with_capacity(1 << 20, ndjson.as_file());
-        let keys: Vec<String> = columns.iter().map(|c| {
-            let mut k = String::new();
-            schema::write_json_str(&mut k, &c.name);
-            k.push(':');
-            k
-        }).collect();
+        let keys: Vec<String> = columns
+            .iter()
+            .map(|c| {
+                let mut k = String::new();
+                schema::write_json_str(&mut k, &c.name);
+                k.push(':');
+                k
+            })
+            .collect();
         let mut bad: Vec<String> = Vec::new();
         let mut bad_total: u64 = 0;
         let mut line = String::with_capacity(4096);
@@ -362,7 +390,11 @@ impl Unit for SheetToBigQueryUnit {
                         if c.required {
                             bad_total += 1;
                             if bad.len() < s.max_cell_errors as usize {
-                                bad.push(format!("{}: empty, but column {} is REQUIRED", a1::cell_ref(&tab, b.c0 + c.src as u32, sheet_row), c.name));
+                                bad.push(format!(
+                                    "{}: empty, but column {} is REQUIRED",
+                                    a1::cell_ref(&tab, b.c0 + c.src as u32, sheet_row),
+                                    c.name
+                                ));
                             }
                         }
                     }
@@ -416,7 +448,11 @@ impl Unit for SheetToBigQueryUnit {
         let fields: Vec<Field> =
             columns.iter().map(|c| Field { name: c.name.clone(), column_type: c.ty, required: c.required }).collect();
         if let Ok(mut slot) = ctx.inflight_job.lock() {
-            *slot = Some(InflightJob { project: s.project_id.clone(), job_id: job_id.clone(), location: s.location.clone() });
+            *slot = Some(InflightJob {
+                project: s.project_id.clone(),
+                job_id: job_id.clone(),
+                location: s.location.clone(),
+            });
         }
         let load_started = Instant::now();
         let req = LoadRequest {
@@ -530,7 +566,8 @@ impl SheetToBigQueryUnit {
 
     fn check_shrink(&self, before: Option<u64>, new_rows: u64) -> JobResult<()> {
         let s = &self.s;
-        let (Some(before), Some(frac), WriteMode::Replace) = (before, s.guards.max_shrink_fraction, s.write_mode) else {
+        let (Some(before), Some(frac), WriteMode::Replace) = (before, s.guards.max_shrink_fraction, s.write_mode)
+        else {
             return Ok(());
         };
         if before == 0 || new_rows >= before {
@@ -577,11 +614,14 @@ mod tests {
     #[test]
     fn bounds_follow_gid_range_and_grid() {
         let tabs = vec![tab("One", 0), tab("Two", 77)];
-        let b = resolve_bounds(&cfg("https://docs.google.com/spreadsheets/d/abcdefghijk/edit#gid=77", None), tabs.clone()).unwrap();
+        let b =
+            resolve_bounds(&cfg("https://docs.google.com/spreadsheets/d/abcdefghijk/edit#gid=77", None), tabs.clone())
+                .unwrap();
         assert_eq!((b.tab.title.as_str(), b.c0, b.c1, b.header_row, b.last_row), ("Two", 0, 25, 1, 1000));
         let b = resolve_bounds(&cfg("abcdefghijk", Some("One!B3:D")), tabs.clone()).unwrap();
         assert_eq!((b.tab.title.as_str(), b.c0, b.c1, b.header_row, b.last_row), ("One", 1, 3, 3, 1000));
-        let err = resolve_bounds(&cfg("https://docs.google.com/spreadsheets/d/abcdefghijk/edit#gid=5", None), tabs).unwrap_err();
+        let err = resolve_bounds(&cfg("https://docs.google.com/spreadsheets/d/abcdefghijk/edit#gid=5", None), tabs)
+            .unwrap_err();
         assert!(err.message.contains("no tab with gid 5"), "{}", err.message);
     }
 
@@ -589,7 +629,8 @@ mod tests {
     fn spool_round_trips() {
         let f = tempfile::tempfile().unwrap();
         let mut s = Spool { w: BufWriter::new(f) };
-        let cells = vec![Cell::Empty, Cell::Bool(true), Cell::Num(1.5), Cell::Text("東京".into()), Cell::Error("#N/A".into())];
+        let cells =
+            vec![Cell::Empty, Cell::Bool(true), Cell::Num(1.5), Cell::Text("東京".into()), Cell::Error("#N/A".into())];
         s.write_row(17, &cells).unwrap();
         let mut f = s.w.into_inner().unwrap();
         use std::io::Seek;

@@ -121,7 +121,9 @@ fn due_columns(now: &str) -> String {
 
 /// `c` is due by its schedule at `now`.
 fn time_due(now: &str) -> String {
-    format!("c.is_active AND (c.last_run IS NULL OR c.last_run + make_interval(hours => c.run_frequency_hours) <= {now})")
+    format!(
+        "c.is_active AND (c.last_run IS NULL OR c.last_run + make_interval(hours => c.run_frequency_hours) <= {now})"
+    )
 }
 
 /// When the period row `pr` may be retried: its `next_attempt_at`, or the policy's backoff after
@@ -178,26 +180,48 @@ pub struct ScanRow {
 pub enum DueWhy {
     NeverRun,
     /// Seconds past `last_run + run_frequency_hours`.
-    Overdue { by_secs: i64 },
+    Overdue {
+        by_secs: i64,
+    },
 }
 
 /// What the orchestrator would do with a config right now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DueState {
     /// It would be claimed: attempt 1 of a new period, or the next attempt of `retry_of`.
-    Due { why: DueWhy, attempt: i32, retry_of: Option<i64> },
+    Due {
+        why: DueWhy,
+        attempt: i32,
+        retry_of: Option<i64>,
+    },
     /// Not due until `due_at`.
-    NotYetDue { due_at: DateTime<Utc> },
+    NotYetDue {
+        due_at: DateTime<Utc>,
+    },
     Inactive,
     /// A run is queued or running.
-    InFlight { run: RunBrief },
+    InFlight {
+        run: RunBrief,
+    },
     /// The period's last attempt failed; the next may start at `at`.
-    RetryWait { run_id: i64, next_attempt: i32, at: DateTime<Utc> },
+    RetryWait {
+        run_id: i64,
+        next_attempt: i32,
+        at: DateTime<Utc>,
+    },
     /// Every attempt of this period failed; the next period starts at `next_period_at`.
-    Exhausted { run_id: i64, attempts: i32, next_period_at: DateTime<Utc> },
+    Exhausted {
+        run_id: i64,
+        attempts: i32,
+        next_period_at: DateTime<Utc>,
+    },
     /// The period already has a run that is not retryable (e.g. it succeeded and `last_run` was
     /// moved back by hand).
-    DoneThisPeriod { run_id: i64, status: String, next_period_at: DateTime<Utc> },
+    DoneThisPeriod {
+        run_id: i64,
+        status: String,
+        next_period_at: DateTime<Utc>,
+    },
 }
 
 impl DueState {
@@ -235,7 +259,9 @@ pub fn classify(row: &ScanRow, policy: &RetryPolicy) -> DueState {
                 DueState::Due { why, attempt: pr.attempt + 1, retry_of: Some(pr.id) }
             }
         }
-        Some(pr) => DueState::DoneThisPeriod { run_id: pr.id, status: pr.status.clone(), next_period_at: row.next_period_at },
+        Some(pr) => {
+            DueState::DoneThisPeriod { run_id: pr.id, status: pr.status.clone(), next_period_at: row.next_period_at }
+        }
     }
 }
 
@@ -495,7 +521,16 @@ async fn claim_once(store: &Store, req: &ClaimRequest<'_>) -> StoreResult<ClaimO
                   WHERE r.id = u.id AND r.attempt = u.attempt
                     AND r.status IN ('failed', 'timed_out', 'cancelled', 'abandoned')
                   RETURNING r.id, r.config_id, r.attempt",
-                &[&run_ids, &attempts, &req.executor, &req.trigger, &req.schedule_time, &req.owner, &req.lease_secs, &req.tick_id],
+                &[
+                    &run_ids,
+                    &attempts,
+                    &req.executor,
+                    &req.trigger,
+                    &req.schedule_time,
+                    &req.owner,
+                    &req.lease_secs,
+                    &req.tick_id,
+                ],
             )
             .await
             .map_err(q("claiming retries"))?;
@@ -525,7 +560,14 @@ async fn claim_once(store: &Store, req: &ClaimRequest<'_>) -> StoreResult<ClaimO
         let locked = tx
             .query(
                 &eligible_sql(req.source, false),
-                &[&req.limit.min(1000), &req.only_config, &p.max_attempts, &p.base_delay_secs, &p.max_delay_secs, &taken],
+                &[
+                    &req.limit.min(1000),
+                    &req.only_config,
+                    &p.max_attempts,
+                    &p.base_delay_secs,
+                    &p.max_delay_secs,
+                    &taken,
+                ],
             )
             .await
             .map_err(q("reading configs locked by other claimers"))?;
@@ -897,7 +939,10 @@ mod tests {
         assert_eq!(classify(&r, &p), DueState::Due { why: DueWhy::NeverRun, attempt: 1, retry_of: None });
 
         let r = row(Some(r.now - chrono::Duration::hours(26)), 24);
-        assert_eq!(classify(&r, &p), DueState::Due { why: DueWhy::Overdue { by_secs: 7200 }, attempt: 1, retry_of: None });
+        assert_eq!(
+            classify(&r, &p),
+            DueState::Due { why: DueWhy::Overdue { by_secs: 7200 }, attempt: 1, retry_of: None }
+        );
 
         let mut inactive = r.clone();
         inactive.is_active = false;
@@ -911,10 +956,18 @@ mod tests {
         assert!(matches!(classify(&busy, &p), DueState::InFlight { .. }));
 
         let mut failed = r.clone();
-        failed.period_run = Some(PeriodRun { id: 4, status: "failed".into(), attempt: 1, retry_at: Some(r.now + chrono::Duration::seconds(30)) });
+        failed.period_run = Some(PeriodRun {
+            id: 4,
+            status: "failed".into(),
+            attempt: 1,
+            retry_at: Some(r.now + chrono::Duration::seconds(30)),
+        });
         assert!(matches!(classify(&failed, &p), DueState::RetryWait { run_id: 4, next_attempt: 2, .. }));
         failed.period_run.as_mut().unwrap().retry_at = Some(r.now - chrono::Duration::seconds(1));
-        assert_eq!(classify(&failed, &p), DueState::Due { why: DueWhy::Overdue { by_secs: 7200 }, attempt: 2, retry_of: Some(4) });
+        assert_eq!(
+            classify(&failed, &p),
+            DueState::Due { why: DueWhy::Overdue { by_secs: 7200 }, attempt: 2, retry_of: Some(4) }
+        );
         failed.period_run.as_mut().unwrap().attempt = 3;
         assert!(matches!(classify(&failed, &p), DueState::Exhausted { run_id: 4, attempts: 3, .. }));
 

@@ -42,7 +42,13 @@ fn row_to_config(r: &tokio_postgres::Row) -> ConfigRow {
     m.insert("run_frequency_hours".into(), r.get::<_, i32>(10).into());
     let kind: String = r.get(2);
     if kind != "sheet_to_bigquery" {
-        for k in ["google_sheet_url", "google_cloud_project_id", "bigquery_dataset_id", "bigquery_table_id", "schema_handling"] {
+        for k in [
+            "google_sheet_url",
+            "google_cloud_project_id",
+            "bigquery_dataset_id",
+            "bigquery_table_id",
+            "schema_handling",
+        ] {
             if m.get(k) == Some(&Value::Null) {
                 m.remove(k);
             }
@@ -56,18 +62,14 @@ fn row_to_config(r: &tokio_postgres::Row) -> ConfigRow {
         run_frequency_hours: r.get(10),
         last_run: r.get(11),
         migration_status: r.get(12),
-        config: JobConfig::from_value(Value::Object(m)).map_err(|e| {
-            ConfigError::new(e.problems.into_iter().map(|p| format!("config id {id}: {p}")).collect())
-        }),
+        config: JobConfig::from_value(Value::Object(m))
+            .map_err(|e| ConfigError::new(e.problems.into_iter().map(|p| format!("config id {id}: {p}")).collect())),
     }
 }
 
 pub async fn get_by_id(store: &Store, id: i64) -> StoreResult<Option<ConfigRow>> {
     let client = store.client().await?;
-    let row = client
-        .query_opt(&format!("{SELECT} WHERE id = $1"), &[&id])
-        .await
-        .map_err(q("reading a config"))?;
+    let row = client.query_opt(&format!("{SELECT} WHERE id = $1"), &[&id]).await.map_err(q("reading a config"))?;
     Ok(row.as_ref().map(row_to_config))
 }
 
@@ -98,10 +100,7 @@ pub async fn set_last_run(
     at: DateTime<Utc>,
 ) -> StoreResult<()> {
     client
-        .execute(
-            "UPDATE sheet_to_bigquery_configs SET last_run = $2, updated_at = now() WHERE id = $1",
-            &[&id, &at],
-        )
+        .execute("UPDATE sheet_to_bigquery_configs SET last_run = $2, updated_at = now() WHERE id = $1", &[&id, &at])
         .await
         .map_err(q("advancing last_run"))?;
     Ok(())

@@ -38,10 +38,7 @@ pub struct ConfigStatus {
 
 /// Every config with its schedule and last outcome, by name. `now` overrides the database clock
 /// (tests); None uses `now()`.
-pub async fn config_status(
-    store: &Store,
-    now: Option<DateTime<Utc>>,
-) -> StoreResult<Vec<ConfigStatus>> {
+pub async fn config_status(store: &Store, now: Option<DateTime<Utc>>) -> StoreResult<Vec<ConfigStatus>> {
     let client = store.client().await?;
     let rows = client
         .query(
@@ -172,13 +169,7 @@ pub async fn list_runs(store: &Store, f: &RunFilter) -> StoreResult<Vec<RunRow>>
                   ORDER BY created_at DESC, id DESC
                   LIMIT $5"
             ),
-            &[
-                &f.config_name,
-                &f.failed_only,
-                &FAILED_STATUSES.as_slice(),
-                &f.since,
-                &f.limit.max(1),
-            ],
+            &[&f.config_name, &f.failed_only, &FAILED_STATUSES.as_slice(), &f.since, &f.limit.max(1)],
         )
         .await
         .map_err(q("listing runs"))?;
@@ -187,21 +178,14 @@ pub async fn list_runs(store: &Store, f: &RunFilter) -> StoreResult<Vec<RunRow>>
 
 pub async fn get_run(store: &Store, id: i64) -> StoreResult<Option<RunRow>> {
     let client = store.client().await?;
-    let row = client
-        .query_opt(&format!("{RUN_SELECT} WHERE id = $1"), &[&id])
-        .await
-        .map_err(q("reading a run"))?;
+    let row = client.query_opt(&format!("{RUN_SELECT} WHERE id = $1"), &[&id]).await.map_err(q("reading a run"))?;
     Ok(row.as_ref().map(to_run))
 }
 
 /// Rows a run rejected, from `import_results` (written by the kinds that load row by row), each
 /// as a JSON object of that table's columns; None when the table does not exist. At most `limit`
 /// rows, and the total count.
-pub async fn rejected_rows(
-    store: &Store,
-    run_id: i64,
-    limit: i64,
-) -> StoreResult<Option<(Vec<Value>, i64)>> {
+pub async fn rejected_rows(store: &Store, run_id: i64, limit: i64) -> StoreResult<Option<(Vec<Value>, i64)>> {
     let client = store.client().await?;
     let exists: bool = client
         .query_one("SELECT to_regclass('import_results') IS NOT NULL", &[])
@@ -227,10 +211,7 @@ pub async fn rejected_rows(
         .await
         .map_err(q("reading import_results"))?;
     let total: i64 = client
-        .query_one(
-            "SELECT count(*) FROM import_results WHERE run_id = $1::bigint",
-            &[&run_id],
-        )
+        .query_one("SELECT count(*) FROM import_results WHERE run_id = $1::bigint", &[&run_id])
         .await
         .map_err(q("counting import_results"))?
         .get(0);

@@ -53,7 +53,8 @@ pub async fn pending(store: &Store) -> StoreResult<Vec<Migration>> {
     if !exists {
         return Ok(MIGRATIONS.to_vec());
     }
-    let rows = client.query("SELECT version FROM schema_migrations", &[]).await.map_err(q("reading schema_migrations"))?;
+    let rows =
+        client.query("SELECT version FROM schema_migrations", &[]).await.map_err(q("reading schema_migrations"))?;
     let applied: Vec<i32> = rows.iter().map(|r| r.get(0)).collect();
     Ok(MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)).copied().collect())
 }

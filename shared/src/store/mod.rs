@@ -110,21 +110,25 @@ impl DbArgs {
     /// `host:port/db` for messages.
     pub fn describe(&self) -> String {
         match self.pg_config() {
-            Ok(c) => {
-                let host = c
-                    .get_hosts()
-                    .first()
-                    .map(|h| match h {
-                        tokio_postgres::config::Host::Tcp(s) => s.clone(),
-                        tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
-                    })
-                    .unwrap_or_else(|| "localhost".into());
-                let port = c.get_ports().first().copied().unwrap_or(5432);
-                format!("{host}:{port}/{}", c.get_dbname().unwrap_or("postgres"))
-            }
+            Ok(c) => describe_pg_config(&c),
             Err(_) => "(unconfigured)".into(),
         }
     }
+}
+
+/// `host:port/db` of a connection config: what messages say instead of the URL (which may hold a
+/// password).
+pub fn describe_pg_config(c: &tokio_postgres::Config) -> String {
+    let host = c
+        .get_hosts()
+        .first()
+        .map(|h| match h {
+            tokio_postgres::config::Host::Tcp(s) => s.clone(),
+            tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+        })
+        .unwrap_or_else(|| "localhost".into());
+    let port = c.get_ports().first().copied().unwrap_or(5432);
+    format!("{host}:{port}/{}", c.get_dbname().unwrap_or("postgres"))
 }
 
 /// A pool of connections to the control-plane database.

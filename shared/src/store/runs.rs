@@ -59,12 +59,24 @@ pub async fn get(store: &Store, id: i64) -> StoreResult<Option<RunInfo>> {
         .query_opt("SELECT id, config_id, attempt, status, started_at FROM job_runs WHERE id = $1", &[&id])
         .await
         .map_err(q("reading a run"))?;
-    Ok(row.map(|r| RunInfo { id: r.get(0), config_id: r.get(1), attempt: r.get(2), status: r.get(3), started_at: r.get(4) }))
+    Ok(row.map(|r| RunInfo {
+        id: r.get(0),
+        config_id: r.get(1),
+        attempt: r.get(2),
+        status: r.get(3),
+        started_at: r.get(4),
+    }))
 }
 
 /// A run started by hand (`job --config-id`, `jobctl execute`): no period, trigger `manual`.
 /// Fails with a clear message when the config already has a run in flight.
-pub async fn create_manual(store: &Store, config_id: i64, config_name: &str, kind: &str, executor: &str) -> StoreResult<RunRef> {
+pub async fn create_manual(
+    store: &Store,
+    config_id: i64,
+    config_name: &str,
+    kind: &str,
+    executor: &str,
+) -> StoreResult<RunRef> {
     let client = store.client().await?;
     let row = client
         .query_one(
@@ -77,7 +89,9 @@ pub async fn create_manual(store: &Store, config_id: i64, config_name: &str, kin
             if e.as_db_error().is_some_and(|d| d.constraint() == Some("job_runs_one_in_flight")) {
                 StoreError::msg(
                     "starting a manual run",
-                    format!("config {config_name:?} already has a run in flight; see `jobctl runs --config {config_name}`"),
+                    format!(
+                        "config {config_name:?} already has a run in flight; see `jobctl runs --config {config_name}`"
+                    ),
                 )
             } else {
                 StoreError::new("starting a manual run", e)
@@ -140,7 +154,16 @@ pub async fn finish(store: &Store, run: RunRef, o: &Outcome) -> StoreResult<bool
                     lease_expires_at = NULL
               WHERE id = $1 AND attempt = $2 AND status IN ('queued', 'running')
               RETURNING config_id, COALESCE(started_at, now())",
-            &[&run.id, &run.attempt, &o.status.as_str(), &o.rows_read, &o.rows_written, &o.error_kind, &o.error_message, &o.details],
+            &[
+                &run.id,
+                &run.attempt,
+                &o.status.as_str(),
+                &o.rows_read,
+                &o.rows_written,
+                &o.error_kind,
+                &o.error_message,
+                &o.details,
+            ],
         )
         .await
         .map_err(q("recording the run outcome"))?;

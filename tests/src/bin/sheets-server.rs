@@ -42,10 +42,7 @@ fn parse_generate(spec: &str) -> anyhow::Result<Spreadsheet> {
     let (Some(id), Some(size)) = (parts.next(), parts.next()) else {
         bail!("--generate {spec:?}: expected ID:ROWSxCOLS[:SEED]");
     };
-    let seed = parts
-        .next()
-        .map_or(Ok(1), str::parse)
-        .with_context(|| format!("--generate {spec:?}: bad seed"))?;
+    let seed = parts.next().map_or(Ok(1), str::parse).with_context(|| format!("--generate {spec:?}: bad seed"))?;
     if id.is_empty() || parts.next().is_some() {
         bail!("--generate {spec:?}: expected ID:ROWSxCOLS[:SEED]");
     }
@@ -87,19 +84,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     for id in server.ids() {
         let s = server.get(&id).expect("listed id is served");
-        eprintln!(
-            "serving {id}: {} tab(s), {} cells",
-            s.sheets.len(),
-            s.cell_count()
-        );
+        eprintln!("serving {id}: {} tab(s), {} cells", s.sheets.len(), s.cell_count());
     }
 
     let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
         .await
         .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
-    let addr = listener
-        .local_addr()
-        .context("cannot read the bound address")?;
+    let addr = listener.local_addr().context("cannot read the bound address")?;
     if let Some(path) = &args.port_file {
         // Write then rename, so a reader polling for the file never sees it half-written.
         let tmp = path.with_extension("tmp");
@@ -112,9 +103,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     stdout.flush().context("cannot write to stdout")?;
     drop(stdout);
 
-    serve_with_shutdown(listener, server, shutdown_signal())
-        .await
-        .context("server failed")
+    serve_with_shutdown(listener, server, shutdown_signal()).await.context("server failed")
 }
 
 #[tokio::main]
@@ -142,18 +131,8 @@ mod tests {
     fn parses_generate_specs() {
         let s = parse_generate("bench:10x3").unwrap();
         assert_eq!((s.id.as_str(), s.sheets[0].rows.len()), ("bench", 11));
-        assert_eq!(
-            parse_generate("bench:10x3:9").unwrap(),
-            Spreadsheet::generated("bench", 10, 3, 9)
-        );
-        for bad in [
-            "bench",
-            "bench:10",
-            "bench:axb",
-            ":1x1",
-            "b:1x1:s",
-            "b:1x1:2:3",
-        ] {
+        assert_eq!(parse_generate("bench:10x3:9").unwrap(), Spreadsheet::generated("bench", 10, 3, 9));
+        for bad in ["bench", "bench:10", "bench:axb", ":1x1", "b:1x1:s", "b:1x1:2:3"] {
             assert!(parse_generate(bad).is_err(), "{bad}");
         }
     }

@@ -39,12 +39,7 @@ pub struct GridSpan {
 
 impl CellSpan {
     /// The whole grid.
-    pub const ALL: CellSpan = CellSpan {
-        start_row: 0,
-        start_col: 0,
-        end_row: None,
-        end_col: None,
-    };
+    pub const ALL: CellSpan = CellSpan { start_row: 0, start_col: 0, end_row: None, end_col: None };
 
     /// Clips to a grid of `rows` × `cols`; `None` when the span starts outside it.
     pub fn clip(&self, rows: u32, cols: u32) -> Option<GridSpan> {
@@ -107,10 +102,7 @@ impl A1Range {
                 "" => None,
                 _ => Some(parse_cells(rest.strip_prefix('!')?)?),
             };
-            return Some(A1Range {
-                sheet: Some(name),
-                cells,
-            });
+            return Some(A1Range { sheet: Some(name), cells });
         }
         if let Some(bang) = input.rfind('!') {
             let (name, cells) = (&input[..bang], &input[bang + 1..]);
@@ -121,20 +113,11 @@ impl A1Range {
                 "" => None,
                 c => Some(parse_cells(c)?),
             };
-            return Some(A1Range {
-                sheet: Some(name.to_owned()),
-                cells,
-            });
+            return Some(A1Range { sheet: Some(name.to_owned()), cells });
         }
         Some(match parse_cells(input) {
-            Some(cells) => A1Range {
-                sheet: None,
-                cells: Some(cells),
-            },
-            None => A1Range {
-                sheet: Some(input.to_owned()),
-                cells: None,
-            },
+            Some(cells) => A1Range { sheet: None, cells: Some(cells) },
+            None => A1Range { sheet: Some(input.to_owned()), cells: None },
         })
     }
 }
@@ -200,12 +183,7 @@ fn parse_cells(s: &str) -> Option<CellSpan> {
     let Some((a, b)) = s.split_once(':') else {
         let c = parse_corner(s)?;
         let (col, row) = (c.col?, c.row?);
-        return Some(CellSpan {
-            start_row: row,
-            start_col: col,
-            end_row: Some(row + 1),
-            end_col: Some(col + 1),
-        });
+        return Some(CellSpan { start_row: row, start_col: col, end_row: Some(row + 1), end_col: Some(col + 1) });
     };
     let (a, b) = (parse_corner(a)?, parse_corner(b)?);
     let rows_only = |c: Corner| c.col.is_none();
@@ -214,12 +192,7 @@ fn parse_cells(s: &str) -> Option<CellSpan> {
     }
     if rows_only(a) {
         let (r0, r1) = (a.row?, b.row?);
-        return Some(CellSpan {
-            start_row: r0.min(r1),
-            start_col: 0,
-            end_row: Some(r0.max(r1) + 1),
-            end_col: None,
-        });
+        return Some(CellSpan { start_row: r0.min(r1), start_col: 0, end_row: Some(r0.max(r1) + 1), end_col: None });
     }
     let (c0, c1) = (a.col?, b.col?);
     let (start_col, end_col) = (c0.min(c1), c0.max(c1) + 1);
@@ -229,12 +202,7 @@ fn parse_cells(s: &str) -> Option<CellSpan> {
         (None, Some(r1)) => (0, Some(r1 + 1)), // `A:C5`
         (None, None) => (0, None),             // `A:C`
     };
-    Some(CellSpan {
-        start_row,
-        start_col,
-        end_row,
-        end_col: Some(end_col),
-    })
+    Some(CellSpan { start_row, start_col, end_row, end_col: Some(end_col) })
 }
 
 /// `A` → 0, `Z` → 25, `AA` → 26 (case-insensitive); `None` beyond `ZZZ` or for non-letters.
@@ -268,10 +236,7 @@ pub fn column_letters(index: u32) -> String {
 /// A tab name as the API writes it in a range: bare when it is a plain identifier that cannot
 /// be mistaken for a cell (`Sheet1`), otherwise quoted with `'` doubled (`'My Tab'`).
 pub fn quote_sheet_name(name: &str) -> Cow<'_, str> {
-    let plain = name
-        .bytes()
-        .next()
-        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+    let plain = name.bytes().next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
         && !looks_like_cell(name);
     if plain {
@@ -302,19 +267,11 @@ mod tests {
     use super::*;
 
     fn span(r0: u32, c0: u32, r1: Option<u32>, c1: Option<u32>) -> Option<CellSpan> {
-        Some(CellSpan {
-            start_row: r0,
-            start_col: c0,
-            end_row: r1,
-            end_col: c1,
-        })
+        Some(CellSpan { start_row: r0, start_col: c0, end_row: r1, end_col: c1 })
     }
 
     fn parsed(sheet: Option<&str>, cells: Option<CellSpan>) -> Option<A1Range> {
-        Some(A1Range {
-            sheet: sheet.map(str::to_owned),
-            cells,
-        })
+        Some(A1Range { sheet: sheet.map(str::to_owned), cells })
     }
 
     #[test]
@@ -323,49 +280,19 @@ mod tests {
             ("Sheet1", parsed(Some("Sheet1"), None)),
             ("Sheet1!", parsed(Some("Sheet1"), None)),
             ("'My Tab'", parsed(Some("My Tab"), None)),
-            (
-                "'My Tab'!A1:C10",
-                parsed(Some("My Tab"), span(0, 0, Some(10), Some(3))),
-            ),
-            (
-                "Sheet1!A:C",
-                parsed(Some("Sheet1"), span(0, 0, None, Some(3))),
-            ),
-            (
-                "Sheet1!A2:C",
-                parsed(Some("Sheet1"), span(1, 0, None, Some(3))),
-            ),
-            (
-                "Sheet1!3:5",
-                parsed(Some("Sheet1"), span(2, 0, Some(5), None)),
-            ),
+            ("'My Tab'!A1:C10", parsed(Some("My Tab"), span(0, 0, Some(10), Some(3)))),
+            ("Sheet1!A:C", parsed(Some("Sheet1"), span(0, 0, None, Some(3)))),
+            ("Sheet1!A2:C", parsed(Some("Sheet1"), span(1, 0, None, Some(3)))),
+            ("Sheet1!3:5", parsed(Some("Sheet1"), span(2, 0, Some(5), None))),
             ("A1:B2", parsed(None, span(0, 0, Some(2), Some(2)))),
             ("B3", parsed(None, span(2, 1, Some(3), Some(2)))),
-            (
-                "Sheet1!$A$1:$B$2",
-                parsed(Some("Sheet1"), span(0, 0, Some(2), Some(2))),
-            ),
-            (
-                "Sheet1!c10:a1",
-                parsed(Some("Sheet1"), span(0, 0, Some(10), Some(3))),
-            ),
-            (
-                "Sheet1!AA1:ZZZ2",
-                parsed(Some("Sheet1"), span(0, 26, Some(2), Some(18278))),
-            ),
-            (
-                "'Bob''s data'!A1",
-                parsed(Some("Bob's data"), span(0, 0, Some(1), Some(1))),
-            ),
+            ("Sheet1!$A$1:$B$2", parsed(Some("Sheet1"), span(0, 0, Some(2), Some(2)))),
+            ("Sheet1!c10:a1", parsed(Some("Sheet1"), span(0, 0, Some(10), Some(3)))),
+            ("Sheet1!AA1:ZZZ2", parsed(Some("Sheet1"), span(0, 26, Some(2), Some(18278)))),
+            ("'Bob''s data'!A1", parsed(Some("Bob's data"), span(0, 0, Some(1), Some(1)))),
             ("'a!b'!B2:B", parsed(Some("a!b"), span(1, 1, None, Some(2)))),
-            (
-                "My Tab!A1:B2",
-                parsed(Some("My Tab"), span(0, 0, Some(2), Some(2))),
-            ),
-            (
-                "東京!A1",
-                parsed(Some("東京"), span(0, 0, Some(1), Some(1))),
-            ),
+            ("My Tab!A1:B2", parsed(Some("My Tab"), span(0, 0, Some(2), Some(2)))),
+            ("東京!A1", parsed(Some("東京"), span(0, 0, Some(1), Some(1)))),
             ("Orders", parsed(Some("Orders"), None)),
         ];
         for (input, want) in cases {
@@ -398,10 +325,7 @@ mod tests {
         let whole = CellSpan::ALL.clip(1000, 26).unwrap();
         assert_eq!(format_range("Sheet1", &whole), "Sheet1!A1:Z1000");
         let cols = A1Range::parse("Sheet1!A2:C").unwrap().cells.unwrap();
-        assert_eq!(
-            format_range("My Tab", &cols.clip(1000, 26).unwrap()),
-            "'My Tab'!A2:C1000"
-        );
+        assert_eq!(format_range("My Tab", &cols.clip(1000, 26).unwrap()), "'My Tab'!A2:C1000");
         let big = A1Range::parse("A1:AZ5000").unwrap().cells.unwrap();
         assert_eq!(big.clip(1000, 26).unwrap().to_a1(), "A1:Z1000");
         let rows = A1Range::parse("3:5").unwrap().cells.unwrap();
@@ -426,14 +350,7 @@ mod tests {
 
     #[test]
     fn converts_column_letters() {
-        for (i, s) in [
-            (0, "A"),
-            (25, "Z"),
-            (26, "AA"),
-            (701, "ZZ"),
-            (702, "AAA"),
-            (18277, "ZZZ"),
-        ] {
+        for (i, s) in [(0, "A"), (25, "Z"), (26, "AA"), (701, "ZZ"), (702, "AAA"), (18277, "ZZZ")] {
             assert_eq!(column_letters(i), s);
             assert_eq!(column_index(s), Some(i));
         }

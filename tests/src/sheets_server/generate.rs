@@ -6,20 +6,8 @@ use super::model::{Cell, NumberFormatType, Spreadsheet};
 /// The value kinds of generated columns after the leading `id` column, in order.
 pub const GENERATED_KINDS: [&str; 6] = ["int", "float", "bool", "text", "date", "datetime"];
 
-const WORDS: [&str; 12] = [
-    "alpha",
-    "bravo",
-    "Zoë",
-    "東京",
-    "delta",
-    "echo",
-    "foxtrot",
-    "Straße",
-    "golf",
-    "hotel",
-    "São Paulo",
-    "india",
-];
+const WORDS: [&str; 12] =
+    ["alpha", "bravo", "Zoë", "東京", "delta", "echo", "foxtrot", "Straße", "golf", "hotel", "São Paulo", "india"];
 
 /// SplitMix64: tiny, fast and good enough for test data.
 struct Rng(u64);
@@ -52,10 +40,7 @@ impl Spreadsheet {
         let header = (0..cols)
             .map(|c| match c {
                 0 => Cell::text("id"),
-                c => Cell::Text(format!(
-                    "{}_{c}",
-                    GENERATED_KINDS[(c - 1) % GENERATED_KINDS.len()]
-                )),
+                c => Cell::Text(format!("{}_{c}", GENERATED_KINDS[(c - 1) % GENERATED_KINDS.len()])),
             })
             .collect();
         data.push(header);
@@ -71,20 +56,15 @@ impl Spreadsheet {
                     0 => Cell::number(rng.below(2_000_001) as f64 - 1_000_000.0),
                     1 => Cell::number((rng.below(20_000_001) as f64 - 10_000_000.0) / 100.0),
                     2 => Cell::Bool(rng.below(2) == 1),
-                    3 => Cell::Text(format!(
-                        "{}-{}",
-                        WORDS[rng.below(WORDS.len() as u64) as usize],
-                        rng.below(100_000)
-                    )),
+                    3 => {
+                        Cell::Text(format!("{}-{}", WORDS[rng.below(WORDS.len() as u64) as usize], rng.below(100_000)))
+                    }
                     // 36526 is 2000-01-01; 9131 days later is 2024-12-31.
                     4 => Cell::typed((36_526 + rng.below(9_131)) as f64, NumberFormatType::Date),
                     _ => {
                         let day = 36_526 + rng.below(9_131);
                         let second = rng.below(86_400);
-                        Cell::typed(
-                            day as f64 + second as f64 / 86_400.0,
-                            NumberFormatType::DateTime,
-                        )
+                        Cell::typed(day as f64 + second as f64 / 86_400.0, NumberFormatType::DateTime)
                     }
                 });
             }
@@ -113,19 +93,9 @@ mod tests {
         assert_eq!(tab.rows[200][0], Cell::number(200.0));
         let dates = tab.rows[1..]
             .iter()
-            .filter(|r| {
-                matches!(
-                    r.get(5),
-                    Some(Cell::Number {
-                        format: NumberFormatType::Date,
-                        ..
-                    })
-                )
-            })
+            .filter(|r| matches!(r.get(5), Some(Cell::Number { format: NumberFormatType::Date, .. })))
             .count();
         assert!(dates > 150, "{dates}");
-        assert!(tab.rows[1..]
-            .iter()
-            .any(|r| r.get(3) == Some(&Cell::Bool(true))));
+        assert!(tab.rows[1..].iter().any(|r| r.get(3) == Some(&Cell::Bool(true))));
     }
 }

@@ -73,9 +73,7 @@ impl GoogleError {
 
     /// 400 for a bad query parameter value, e.g. `valueRenderOption=FOO`.
     pub(crate) fn invalid_value(field: &str, type_name: &str, value: &str) -> Self {
-        Self::invalid_argument(format!(
-            "Invalid value at '{field}' ({type_name}), \"{value}\""
-        ))
+        Self::invalid_argument(format!("Invalid value at '{field}' ({type_name}), \"{value}\""))
     }
 
     /// The response Google sends for `code` when it fails a request on its own
@@ -93,17 +91,11 @@ impl GoogleError {
             404 => Self::not_found(),
             429 => Self::quota_exceeded(),
             500 => Self::new(500, "Internal error encountered."),
-            502 => GoogleError {
-                code,
-                body: ErrorBody::Html(BAD_GATEWAY_HTML),
-            },
+            502 => GoogleError { code, body: ErrorBody::Html(BAD_GATEWAY_HTML) },
             503 => Self::new(503, "The service is currently unavailable."),
             504 => Self::new(504, "Deadline expired before operation could complete."),
             other => {
-                let reason = StatusCode::from_u16(other)
-                    .ok()
-                    .and_then(|s| s.canonical_reason())
-                    .unwrap_or("Error");
+                let reason = StatusCode::from_u16(other).ok().and_then(|s| s.canonical_reason()).unwrap_or("Error");
                 Self::new(other, reason)
             }
         }
@@ -153,10 +145,7 @@ impl GoogleError {
 /// A JSON body with Google's content type.
 pub(crate) fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
     let mut response = (status, body).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(JSON_CONTENT_TYPE),
-    );
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON_CONTENT_TYPE));
     response
 }
 
@@ -170,10 +159,9 @@ impl IntoResponse for GoogleError {
             }
             ErrorBody::Html(page) => {
                 let mut response = (status, page).into_response();
-                response.headers_mut().insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("text/html; charset=UTF-8"),
-                );
+                response
+                    .headers_mut()
+                    .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=UTF-8"));
                 response
             }
         }

@@ -13,8 +13,7 @@ use super::a1::{format_range, quote_sheet_name, A1Range, CellSpan, GridSpan};
 use super::google_error::{json_response, GoogleError};
 use super::model::{Spreadsheet, Tab};
 use super::render::{
-    grid_data, write_value_range, DateTimeRenderOption, MajorDimension, RenderOptions,
-    ValueRenderOption,
+    grid_data, write_value_range, DateTimeRenderOption, MajorDimension, RenderOptions, ValueRenderOption,
 };
 use super::{Endpoint, SheetsServer};
 
@@ -23,10 +22,7 @@ type Params = Vec<(String, String)>;
 pub(crate) fn router(server: SheetsServer) -> Router {
     Router::new()
         .route("/v4/spreadsheets/{id}", get(spreadsheets_get))
-        .route(
-            "/v4/spreadsheets/{id}/values:batchGet",
-            get(values_batch_get),
-        )
+        .route("/v4/spreadsheets/{id}/values:batchGet", get(values_batch_get))
         .route("/v4/spreadsheets/{id}/values/{*range}", get(values_get))
         .fallback(fallback)
         .with_state(server)
@@ -38,11 +34,7 @@ async fn spreadsheets_get(
     Query(params): Query<Params>,
 ) -> Response {
     let ranges = all(&params, "ranges");
-    server
-        .respond(Endpoint::SpreadsheetsGet, &id, ranges, &params, |s| {
-            render_spreadsheet(s, &params)
-        })
-        .await
+    server.respond(Endpoint::SpreadsheetsGet, &id, ranges, &params, |s| render_spreadsheet(s, &params)).await
 }
 
 async fn values_get(
@@ -51,18 +43,12 @@ async fn values_get(
     Query(params): Query<Params>,
 ) -> Response {
     server
-        .respond(
-            Endpoint::ValuesGet,
-            &id,
-            vec![range.clone()],
-            &params,
-            |s| {
-                let opts = render_options(&params)?;
-                let mut out = Vec::new();
-                value_range(&mut out, s, &range, opts)?;
-                Ok(out)
-            },
-        )
+        .respond(Endpoint::ValuesGet, &id, vec![range.clone()], &params, |s| {
+            let opts = render_options(&params)?;
+            let mut out = Vec::new();
+            value_range(&mut out, s, &range, opts)?;
+            Ok(out)
+        })
         .await
 }
 
@@ -73,29 +59,23 @@ async fn values_batch_get(
 ) -> Response {
     let ranges = all(&params, "ranges");
     server
-        .respond(
-            Endpoint::ValuesBatchGet,
-            &id,
-            ranges.clone(),
-            &params,
-            |s| {
-                let opts = render_options(&params)?;
-                let mut out = b"{\"spreadsheetId\":".to_vec();
-                serde_json::to_writer(&mut out, &s.id).expect("strings serialize");
-                if !ranges.is_empty() {
-                    out.extend_from_slice(b",\"valueRanges\":[");
-                    for (i, range) in ranges.iter().enumerate() {
-                        if i > 0 {
-                            out.push(b',');
-                        }
-                        value_range(&mut out, s, range, opts)?;
+        .respond(Endpoint::ValuesBatchGet, &id, ranges.clone(), &params, |s| {
+            let opts = render_options(&params)?;
+            let mut out = b"{\"spreadsheetId\":".to_vec();
+            serde_json::to_writer(&mut out, &s.id).expect("strings serialize");
+            if !ranges.is_empty() {
+                out.extend_from_slice(b",\"valueRanges\":[");
+                for (i, range) in ranges.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
                     }
-                    out.push(b']');
+                    value_range(&mut out, s, range, opts)?;
                 }
-                out.push(b'}');
-                Ok(out)
-            },
-        )
+                out.push(b']');
+            }
+            out.push(b'}');
+            Ok(out)
+        })
         .await
 }
 
@@ -124,13 +104,7 @@ impl SheetsServer {
             Ok(_) => 200,
             Err(e) => e.code(),
         };
-        self.record(
-            endpoint,
-            Some(id.to_owned()),
-            ranges,
-            params.clone(),
-            status,
-        );
+        self.record(endpoint, Some(id.to_owned()), ranges, params.clone(), status);
         match result {
             Ok(body) => json_response(StatusCode::OK, body),
             Err(e) => e.into_response(),
@@ -139,19 +113,11 @@ impl SheetsServer {
 }
 
 fn all(params: &Params, key: &str) -> Vec<String> {
-    params
-        .iter()
-        .filter(|(k, _)| k == key)
-        .map(|(_, v)| v.clone())
-        .collect()
+    params.iter().filter(|(k, _)| k == key).map(|(_, v)| v.clone()).collect()
 }
 
 fn last<'a>(params: &'a Params, key: &str) -> Option<&'a str> {
-    params
-        .iter()
-        .rev()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
+    params.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
 }
 
 fn render_options(params: &Params) -> Result<RenderOptions, GoogleError> {
@@ -176,11 +142,7 @@ fn render_options(params: &Params) -> Result<RenderOptions, GoogleError> {
     }
     if let Some(v) = last(params, "majorDimension") {
         opts.major_dimension = MajorDimension::parse(v).ok_or_else(|| {
-            GoogleError::invalid_value(
-                "major_dimension",
-                "type.googleapis.com/google.apps.sheets.v4.Dimension",
-                v,
-            )
+            GoogleError::invalid_value("major_dimension", "type.googleapis.com/google.apps.sheets.v4.Dimension", v)
         })?;
     }
     Ok(opts)
@@ -191,11 +153,7 @@ fn render_options(params: &Params) -> Result<RenderOptions, GoogleError> {
 fn resolve<'a>(s: &'a Spreadsheet, raw: &str) -> Result<(&'a Tab, CellSpan), GoogleError> {
     let unparsable = || GoogleError::invalid_argument(format!("Unable to parse range: {raw}"));
     let by_title = |name: &str| {
-        s.tab_by_title(name).or_else(|| {
-            s.sheets
-                .iter()
-                .find(|t| t.title.to_lowercase() == name.to_lowercase())
-        })
+        s.tab_by_title(name).or_else(|| s.sheets.iter().find(|t| t.title.to_lowercase() == name.to_lowercase()))
     };
     if let Some(tab) = s.tab_by_title(raw) {
         return Ok((tab, CellSpan::ALL));
@@ -224,12 +182,7 @@ fn resolve_clipped<'a>(s: &'a Spreadsheet, raw: &str) -> Result<(&'a Tab, GridSp
     Ok((tab, grid))
 }
 
-fn value_range(
-    out: &mut Vec<u8>,
-    s: &Spreadsheet,
-    raw: &str,
-    opts: RenderOptions,
-) -> Result<(), GoogleError> {
+fn value_range(out: &mut Vec<u8>, s: &Spreadsheet, raw: &str, opts: RenderOptions) -> Result<(), GoogleError> {
     let (tab, grid) = resolve_clipped(s, raw)?;
     write_value_range(out, tab, &grid, &format_range(&tab.title, &grid), opts);
     Ok(())
@@ -241,24 +194,15 @@ fn render_spreadsheet(s: &Spreadsheet, params: &Params) -> Result<Vec<u8>, Googl
     let include_grid_data = match last(params, "includeGridData") {
         None | Some("false") => false,
         Some("true") => true,
-        Some(other) => {
-            return Err(GoogleError::invalid_value(
-                "include_grid_data",
-                "TYPE_BOOL",
-                other,
-            ))
-        }
+        Some(other) => return Err(GoogleError::invalid_value("include_grid_data", "TYPE_BOOL", other)),
     };
     let ranges = all(params, "ranges");
     // (tab index, clipped span) per requested range, in request order.
     let mut wanted: Vec<(usize, GridSpan)> = Vec::new();
     for raw in &ranges {
         let (tab, grid) = resolve_clipped(s, raw)?;
-        let index = s
-            .sheets
-            .iter()
-            .position(|t| std::ptr::eq(t, tab))
-            .expect("resolved tab belongs to the spreadsheet");
+        let index =
+            s.sheets.iter().position(|t| std::ptr::eq(t, tab)).expect("resolved tab belongs to the spreadsheet");
         wanted.push((index, grid));
     }
     let sheets: Vec<Value> = s
@@ -281,16 +225,11 @@ fn render_spreadsheet(s: &Spreadsheet, params: &Params) -> Result<Vec<u8>, Googl
             });
             if include_grid_data {
                 let data: Vec<Value> = if ranges.is_empty() {
-                    let all = CellSpan::ALL
-                        .clip(tab.grid_rows(), tab.grid_columns())
-                        .expect("a grid has at least one cell");
+                    let all =
+                        CellSpan::ALL.clip(tab.grid_rows(), tab.grid_columns()).expect("a grid has at least one cell");
                     vec![grid_data(tab, &all)]
                 } else {
-                    wanted
-                        .iter()
-                        .filter(|(w, _)| *w == i)
-                        .map(|(_, grid)| grid_data(tab, grid))
-                        .collect()
+                    wanted.iter().filter(|(w, _)| *w == i).map(|(_, grid)| grid_data(tab, grid)).collect()
                 };
                 sheet["data"] = Value::Array(data);
             }

@@ -9,8 +9,7 @@ use calamine::{Data, Reader as _, Xlsx};
 use serde_json::Value;
 
 use super::model::{
-    date_serial, datetime_serial, parse_iso_date, parse_time, time_serial, Cell, NumberFormatType,
-    Spreadsheet, Tab,
+    date_serial, datetime_serial, parse_iso_date, parse_time, time_serial, Cell, NumberFormatType, Spreadsheet, Tab,
 };
 
 /// The `sheetId` of the tab at `index` in a loaded file: 0 for the first, then stable
@@ -30,31 +29,23 @@ impl Spreadsheet {
             .file_stem()
             .and_then(|s| s.to_str())
             .with_context(|| format!("no usable file name in {}", path.display()))?;
-        let ext = path
-            .extension()
-            .and_then(|e| e.to_str())
-            .map(str::to_ascii_lowercase);
+        let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
         let loaded = match ext.as_deref() {
-            Some("csv") => std::fs::read(path)
-                .context("cannot read file")
-                .and_then(|bytes| Spreadsheet::from_csv(id, &bytes[..])),
+            Some("csv") => {
+                std::fs::read(path).context("cannot read file").and_then(|bytes| Spreadsheet::from_csv(id, &bytes[..]))
+            }
             Some("json") => std::fs::read_to_string(path)
                 .context("cannot read file")
                 .and_then(|text| Spreadsheet::from_json_str(id, &text)),
             Some("xlsx") => Spreadsheet::from_xlsx(id, path),
-            _ => Err(anyhow::anyhow!(
-                "unsupported extension (want .csv, .xlsx or .json)"
-            )),
+            _ => Err(anyhow::anyhow!("unsupported extension (want .csv, .xlsx or .json)")),
         };
         loaded.with_context(|| format!("cannot load spreadsheet fixture {}", path.display()))
     }
 
     /// One tab `Sheet1` (gid 0) from CSV text, each field interpreted like a Sheets import.
     pub fn from_csv(id: &str, csv_text: impl std::io::Read) -> anyhow::Result<Self> {
-        let mut reader = csv::ReaderBuilder::new()
-            .has_headers(false)
-            .flexible(true)
-            .from_reader(csv_text);
+        let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(csv_text);
         let mut rows = Vec::new();
         for (i, record) in reader.records().enumerate() {
             let record = record.with_context(|| format!("bad CSV at record {}", i + 1))?;
@@ -85,10 +76,7 @@ impl Spreadsheet {
         if let Some(title) = doc.get("title") {
             spreadsheet.title = title.as_str().context("title: not a string")?.to_owned();
         }
-        let sheets = doc
-            .get("sheets")
-            .and_then(Value::as_array)
-            .context("sheets: missing or not an array")?;
+        let sheets = doc.get("sheets").and_then(Value::as_array).context("sheets: missing or not an array")?;
         for (i, sheet) in sheets.iter().enumerate() {
             let tab = json_tab(i, sheet).with_context(|| format!("sheets[{i}]"))?;
             spreadsheet.sheets.push(tab);
@@ -98,13 +86,10 @@ impl Spreadsheet {
 
     /// Every worksheet of an XLSX workbook, in workbook order, as a tab.
     pub fn from_xlsx(id: &str, path: &Path) -> anyhow::Result<Self> {
-        let mut workbook: Xlsx<_> =
-            calamine::open_workbook(path).context("cannot open workbook")?;
+        let mut workbook: Xlsx<_> = calamine::open_workbook(path).context("cannot open workbook")?;
         let mut spreadsheet = Spreadsheet::new(id);
         for (i, name) in workbook.sheet_names().into_iter().enumerate() {
-            let range = workbook
-                .worksheet_range(&name)
-                .with_context(|| format!("cannot read worksheet {name:?}"))?;
+            let range = workbook.worksheet_range(&name).with_context(|| format!("cannot read worksheet {name:?}"))?;
             let (row0, col0) = range.start().unwrap_or((0, 0));
             let mut rows: Vec<Vec<Cell>> = vec![Vec::new(); row0 as usize];
             for data_row in range.rows() {
@@ -116,9 +101,7 @@ impl Spreadsheet {
             while rows.last().is_some_and(Vec::is_empty) {
                 rows.pop();
             }
-            spreadsheet
-                .sheets
-                .push(Tab::new(name, default_sheet_id(i), rows));
+            spreadsheet.sheets.push(Tab::new(name, default_sheet_id(i), rows));
         }
         ensure!(!spreadsheet.sheets.is_empty(), "workbook has no worksheets");
         Ok(spreadsheet)
@@ -143,11 +126,7 @@ fn xlsx_cell(data: &Data) -> Cell {
         Data::DateTime(dt) => {
             let value = dt.as_f64();
             if dt.is_duration() {
-                let format = if value < 1.0 {
-                    NumberFormatType::Time
-                } else {
-                    NumberFormatType::Number
-                };
+                let format = if value < 1.0 { NumberFormatType::Time } else { NumberFormatType::Number };
                 return Cell::typed(value, format);
             }
             if value.trunc() == 0.0 {
@@ -160,11 +139,7 @@ fn xlsx_cell(data: &Data) -> Cell {
                 return Cell::number(value);
             };
             let fraction = value - value.floor();
-            let format = if fraction == 0.0 {
-                NumberFormatType::Date
-            } else {
-                NumberFormatType::DateTime
-            };
+            let format = if fraction == 0.0 { NumberFormatType::Date } else { NumberFormatType::DateTime };
             Cell::typed(date_serial(date) as f64 + fraction, format)
         }
         Data::DateTimeIso(s) => iso_cell(s).unwrap_or_else(|| Cell::Text(s.clone())),
@@ -175,10 +150,7 @@ fn xlsx_cell(data: &Data) -> Cell {
 /// `2024-01-05`, `2024-01-05T10:00:00` or `10:00:00` as a typed cell.
 fn iso_cell(s: &str) -> Option<Cell> {
     if let Some(date) = parse_iso_date(s) {
-        return Some(Cell::typed(
-            date_serial(date) as f64,
-            NumberFormatType::Date,
-        ));
+        return Some(Cell::typed(date_serial(date) as f64, NumberFormatType::Date));
     }
     if let Some((d, t)) = s.split_once(['T', ' ']) {
         let dt = parse_iso_date(d)?.and_time(parse_time(t)?);
@@ -199,24 +171,16 @@ fn json_u32(sheet: &Value, key: &str) -> anyhow::Result<Option<u32>> {
 }
 
 fn json_tab(index: usize, sheet: &Value) -> anyhow::Result<Tab> {
-    let title = sheet
-        .get("title")
-        .and_then(Value::as_str)
-        .context("title: missing or not a string")?;
+    let title = sheet.get("title").and_then(Value::as_str).context("title: missing or not a string")?;
     let sheet_id = match sheet.get("sheetId") {
         None => default_sheet_id(index),
-        Some(v) => v
-            .as_i64()
-            .and_then(|n| i32::try_from(n).ok())
-            .context("sheetId: not a 32-bit integer")?,
+        Some(v) => v.as_i64().and_then(|n| i32::try_from(n).ok()).context("sheetId: not a 32-bit integer")?,
     };
     let mut rows = Vec::new();
     if let Some(json_rows) = sheet.get("rows") {
         let json_rows = json_rows.as_array().context("rows: not an array")?;
         for (r, json_row) in json_rows.iter().enumerate() {
-            let json_row = json_row
-                .as_array()
-                .with_context(|| format!("rows[{r}]: not an array"))?;
+            let json_row = json_row.as_array().with_context(|| format!("rows[{r}]: not an array"))?;
             let mut row = json_row
                 .iter()
                 .enumerate()
@@ -245,16 +209,15 @@ fn json_cell(v: &Value) -> anyhow::Result<Cell> {
             } else if let Some(input) = obj.get("input") {
                 Cell::from_user_input(input.as_str().context("input: not a string")?)
             } else {
-                let value = obj
-                    .get("v")
-                    .context("expected \"v\", \"error\" or \"input\"")?;
+                let value = obj.get("v").context("expected \"v\", \"error\" or \"input\"")?;
                 let format = match obj.get("type") {
                     None => None,
                     Some(t) => {
                         let name = t.as_str().context("type: not a string")?;
-                        Some(NumberFormatType::from_api_str(name).with_context(|| {
-                            format!("type: unknown number format type {name:?}")
-                        })?)
+                        Some(
+                            NumberFormatType::from_api_str(name)
+                                .with_context(|| format!("type: unknown number format type {name:?}"))?,
+                        )
                     }
                 };
                 let cell = typed_json_value(value, format)?;
@@ -270,10 +233,7 @@ fn json_cell(v: &Value) -> anyhow::Result<Cell> {
 fn typed_json_value(value: &Value, format: Option<NumberFormatType>) -> anyhow::Result<Cell> {
     use NumberFormatType as F;
     Ok(match (value, format) {
-        (Value::Number(n), f) => Cell::typed(
-            n.as_f64().context("v: number out of range")?,
-            f.unwrap_or(F::Number),
-        ),
+        (Value::Number(n), f) => Cell::typed(n.as_f64().context("v: number out of range")?, f.unwrap_or(F::Number)),
         (Value::Bool(b), None) => Cell::Bool(*b),
         (Value::String(s), None | Some(F::Text)) => Cell::Text(s.clone()),
         (Value::String(s), Some(F::Date)) => {
@@ -301,25 +261,19 @@ mod tests {
     use super::*;
 
     fn fixture(name: &str) -> std::path::PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("fixtures/sheets")
-            .join(name)
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/sheets").join(name)
     }
 
     #[test]
     fn csv_becomes_one_typed_tab() {
-        let csv =
-            "id,name,when,paid,note\n1,Zoë,2024-01-05,TRUE,\n2,東京,2024-01-06 12:00,false,'007\n";
+        let csv = "id,name,when,paid,note\n1,Zoë,2024-01-05,TRUE,\n2,東京,2024-01-06 12:00,false,'007\n";
         let s = Spreadsheet::from_csv("abc", csv.as_bytes()).unwrap();
         assert_eq!(s.id, "abc");
         let tab = &s.sheets[0];
         assert_eq!((tab.title.as_str(), tab.sheet_id), ("Sheet1", 0));
         assert_eq!(tab.rows[1].len(), 4, "trailing empty cell trimmed");
         assert_eq!(tab.rows[1][1], Cell::text("Zoë"));
-        assert_eq!(
-            tab.rows[1][2],
-            Cell::typed(45296.0, NumberFormatType::Date).with_formatted("2024-01-05")
-        );
+        assert_eq!(tab.rows[1][2], Cell::typed(45296.0, NumberFormatType::Date).with_formatted("2024-01-05"));
         assert_eq!(tab.rows[2][3], Cell::Bool(false));
         assert_eq!(tab.rows[2][4], Cell::text("007"));
         assert_eq!(tab.rows[2][2].formatted(), "2024-01-06 12:00");
@@ -332,10 +286,7 @@ mod tests {
         let rows = &s.sheets[0].rows;
         assert_eq!(rows.len(), 21);
         assert_eq!(rows[0][0], Cell::text("order_id"));
-        assert_eq!(
-            rows[1][0],
-            Cell::typed(1001.0, NumberFormatType::Number).with_formatted("1001")
-        );
+        assert_eq!(rows[1][0], Cell::typed(1001.0, NumberFormatType::Number).with_formatted("1001"));
         assert_eq!(rows[3][1], Cell::text("東京 Trading Co."));
         assert_eq!(rows[3][6], Cell::text("bulk, priority"));
         assert_eq!(rows[2].len(), 5, "blank shipped_at and notes trimmed");
@@ -345,11 +296,7 @@ mod tests {
     fn loads_the_xlsx_fixture_with_typed_dates() {
         let s = Spreadsheet::from_path(fixture("example_workbook.xlsx")).unwrap();
         assert_eq!(s.id, "example_workbook");
-        let titles: Vec<_> = s
-            .sheets
-            .iter()
-            .map(|t| (t.title.as_str(), t.sheet_id))
-            .collect();
+        let titles: Vec<_> = s.sheets.iter().map(|t| (t.title.as_str(), t.sheet_id)).collect();
         assert_eq!(titles, [("Orders", 0), ("Monthly Totals", 1007)]);
 
         let orders = &s.sheets[0];
@@ -363,21 +310,9 @@ mod tests {
         assert_eq!(first[5], Cell::date(2024, 1, 5));
         assert_eq!(first[5].formatted(), "2024-01-05");
         assert_eq!(first[6].formatted(), "2024-01-06 09:30:00");
-        assert!(matches!(
-            first[6],
-            Cell::Number {
-                format: NumberFormatType::DateTime,
-                ..
-            }
-        ));
+        assert!(matches!(first[6], Cell::Number { format: NumberFormatType::DateTime, .. }));
         assert_eq!(first[7].formatted(), "09:30:00");
-        assert!(matches!(
-            first[7],
-            Cell::Number {
-                format: NumberFormatType::Time,
-                ..
-            }
-        ));
+        assert!(matches!(first[7], Cell::Number { format: NumberFormatType::Time, .. }));
         assert_eq!(orders.rows[2][1], Cell::text("Gadget – deluxe"));
         assert_eq!(orders.rows[3][1], Cell::text("Zoë's sprocket"));
         assert_eq!(orders.rows[3][8], Cell::error("#DIV/0!"));
@@ -419,10 +354,7 @@ mod tests {
         assert_eq!(row[7], Cell::date(2024, 1, 5).with_formatted("Jan 5, 2024"));
         assert_eq!(row[8], Cell::percent(0.125).with_formatted("12.5%"));
         let other = &s.sheets[1];
-        assert_eq!(
-            (other.sheet_id, other.grid_rows(), other.grid_columns()),
-            (42, 10, 3)
-        );
+        assert_eq!((other.sheet_id, other.grid_rows(), other.grid_columns()), (42, 10, 3));
     }
 
     #[test]
@@ -430,9 +362,6 @@ mod tests {
         let json = r#"{"sheets": [{"title": "S", "rows": [[1, {"v": 1, "type": "DAET"}]]}]}"#;
         let err = Spreadsheet::from_json_str("x", json).unwrap_err();
         let msg = format!("{err:#}");
-        assert!(
-            msg.contains("sheets[0]: rows[0][1]: type: unknown number format type \"DAET\""),
-            "{msg}"
-        );
+        assert!(msg.contains("sheets[0]: rows[0][1]: type: unknown number format type \"DAET\""), "{msg}");
     }
 }

@@ -45,8 +45,7 @@ use google_error::GoogleError;
 pub use generate::GENERATED_KINDS;
 pub use load::default_sheet_id;
 pub use model::{
-    date_serial, datetime_serial, serial_to_datetime, time_serial, Cell, NumberFormatType,
-    Spreadsheet, Tab,
+    date_serial, datetime_serial, serial_to_datetime, time_serial, Cell, NumberFormatType, Spreadsheet, Tab,
 };
 
 /// The directory of the shipped fixtures (`tests/fixtures/sheets`).
@@ -166,10 +165,7 @@ impl SheetsServer {
             .with_context(|| format!("cannot list fixture directory {}", dir.display()))?;
         paths.sort();
         for path in paths {
-            let ext = path
-                .extension()
-                .and_then(|e| e.to_str())
-                .map(str::to_ascii_lowercase);
+            let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
             if matches!(ext.as_deref(), Some("csv" | "xlsx" | "json")) {
                 server.put(Spreadsheet::from_path(&path)?);
             }
@@ -179,40 +175,24 @@ impl SheetsServer {
 
     /// Adds or replaces a spreadsheet (by id).
     pub fn put(&self, spreadsheet: Spreadsheet) {
-        let mut map = self
-            .inner
-            .spreadsheets
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut map = self.inner.spreadsheets.write().unwrap_or_else(PoisonError::into_inner);
         map.insert(spreadsheet.id.clone(), Arc::new(spreadsheet));
     }
 
     pub fn get(&self, id: &str) -> Option<Arc<Spreadsheet>> {
-        let map = self
-            .inner
-            .spreadsheets
-            .read()
-            .unwrap_or_else(PoisonError::into_inner);
+        let map = self.inner.spreadsheets.read().unwrap_or_else(PoisonError::into_inner);
         map.get(id).cloned()
     }
 
     /// Removes a spreadsheet; requests for it then get 404.
     pub fn remove(&self, id: &str) -> Option<Arc<Spreadsheet>> {
-        let mut map = self
-            .inner
-            .spreadsheets
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut map = self.inner.spreadsheets.write().unwrap_or_else(PoisonError::into_inner);
         map.remove(id)
     }
 
     /// The ids served, sorted.
     pub fn ids(&self) -> Vec<String> {
-        let map = self
-            .inner
-            .spreadsheets
-            .read()
-            .unwrap_or_else(PoisonError::into_inner);
+        let map = self.inner.spreadsheets.read().unwrap_or_else(PoisonError::into_inner);
         let mut ids: Vec<String> = map.keys().cloned().collect();
         ids.sort();
         ids
@@ -223,11 +203,7 @@ impl SheetsServer {
     /// 503, …). Faults queue up: each request consumes one from the first matching entry.
     pub fn fail_next(&self, scope: impl Into<FaultScope>, n: usize, status: u16) {
         if n > 0 {
-            lock(&self.inner.faults).push(Fault {
-                scope: scope.into(),
-                remaining: n,
-                status,
-            });
+            lock(&self.inner.faults).push(Fault { scope: scope.into(), remaining: n, status });
         }
     }
 
@@ -287,13 +263,7 @@ impl SheetsServer {
         query: Vec<(String, String)>,
         status: u16,
     ) {
-        lock(&self.inner.log).push(RecordedRequest {
-            endpoint,
-            spreadsheet_id,
-            ranges,
-            query,
-            status,
-        });
+        lock(&self.inner.log).push(RecordedRequest { endpoint, spreadsheet_id, ranges, query, status });
     }
 
     /// Decides the fate of a request for `id`: an injected fault, 403, 404, or the spreadsheet.
@@ -331,12 +301,7 @@ impl SheetsServer {
         let task = tokio::spawn(serve_with_shutdown(listener, self.clone(), async move {
             let _ = stopped.await;
         }));
-        Ok(RunningSheetsServer {
-            server: self,
-            addr,
-            stop: Some(stop),
-            task: Some(task),
-        })
+        Ok(RunningSheetsServer { server: self, addr, stop: Some(stop), task: Some(task) })
     }
 }
 
@@ -352,9 +317,7 @@ pub async fn serve_with_shutdown(
     state: SheetsServer,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, state.router())
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(listener, state.router()).with_graceful_shutdown(shutdown).await
 }
 
 /// A server running in the background (from [`SheetsServer::spawn`]); derefs to its
@@ -387,9 +350,7 @@ impl RunningSheetsServer {
             let _ = stop.send(());
         }
         if let Some(task) = self.task.take() {
-            task.await
-                .context("sheets server task panicked")?
-                .context("sheets server failed")?;
+            task.await.context("sheets server task panicked")?.context("sheets server failed")?;
         }
         Ok(())
     }

@@ -56,8 +56,7 @@ impl NumberFormatType {
             NumberFormatType::Percent,
             NumberFormatType::Text,
         ];
-        ALL.into_iter()
-            .find(|t| t.as_api_str().eq_ignore_ascii_case(name))
+        ALL.into_iter().find(|t| t.as_api_str().eq_ignore_ascii_case(name))
     }
 
     /// The pattern reported in `numberFormat.pattern`; `None` for the automatic number format,
@@ -90,11 +89,7 @@ pub enum Cell {
     Bool(bool),
     /// A number with the format type that decides how it renders. `formatted` is the text
     /// Sheets displays; `None` means "derive it from the value and format type".
-    Number {
-        value: f64,
-        format: NumberFormatType,
-        formatted: Option<Box<str>>,
-    },
+    Number { value: f64, format: NumberFormatType, formatted: Option<Box<str>> },
     /// A string value.
     Text(String),
     /// A formula error, e.g. `#DIV/0!` or `#N/A`.
@@ -102,9 +97,8 @@ pub enum Cell {
 }
 
 /// Error literals Google Sheets recognises when typed into a cell.
-const ERROR_LITERALS: [&str; 9] = [
-    "#NULL!", "#DIV/0!", "#VALUE!", "#REF!", "#NAME?", "#NUM!", "#N/A", "#ERROR!", "#DATA!",
-];
+const ERROR_LITERALS: [&str; 9] =
+    ["#NULL!", "#DIV/0!", "#VALUE!", "#REF!", "#NAME?", "#NUM!", "#N/A", "#ERROR!", "#DATA!"];
 
 impl Cell {
     /// A plain number.
@@ -114,17 +108,13 @@ impl Cell {
 
     /// A number with the given format type and derived display text.
     pub fn typed(value: f64, format: NumberFormatType) -> Self {
-        Cell::Number {
-            value,
-            format,
-            formatted: None,
-        }
+        Cell::Number { value, format, formatted: None }
     }
 
     /// A `DATE` cell. Panics on an invalid date (this is for tests and fixtures).
     pub fn date(year: i32, month: u32, day: u32) -> Self {
-        let date = NaiveDate::from_ymd_opt(year, month, day)
-            .unwrap_or_else(|| panic!("invalid date {year}-{month}-{day}"));
+        let date =
+            NaiveDate::from_ymd_opt(year, month, day).unwrap_or_else(|| panic!("invalid date {year}-{month}-{day}"));
         Self::typed(date_serial(date) as f64, NumberFormatType::Date)
     }
 
@@ -138,8 +128,7 @@ impl Cell {
 
     /// A `TIME` cell. Panics on an invalid time.
     pub fn time(hour: u32, min: u32, sec: u32) -> Self {
-        let t = NaiveTime::from_hms_opt(hour, min, sec)
-            .unwrap_or_else(|| panic!("invalid time {hour}:{min}:{sec}"));
+        let t = NaiveTime::from_hms_opt(hour, min, sec).unwrap_or_else(|| panic!("invalid time {hour}:{min}:{sec}"));
         Self::typed(time_serial(t), NumberFormatType::Time)
     }
 
@@ -166,11 +155,9 @@ impl Cell {
     /// Overrides the display text of a number (other cells display their value).
     pub fn with_formatted(self, text: impl Into<String>) -> Self {
         match self {
-            Cell::Number { value, format, .. } => Cell::Number {
-                value,
-                format,
-                formatted: Some(text.into().into_boxed_str()),
-            },
+            Cell::Number { value, format, .. } => {
+                Cell::Number { value, format, formatted: Some(text.into().into_boxed_str()) }
+            }
             other => other,
         }
     }
@@ -196,11 +183,7 @@ impl Cell {
         if let Some(e) = ERROR_LITERALS.iter().find(|e| e.eq_ignore_ascii_case(t)) {
             return Cell::Error((*e).to_owned());
         }
-        let number = |value, format| Cell::Number {
-            value,
-            format,
-            formatted: Some(raw.into()),
-        };
+        let number = |value, format| Cell::Number { value, format, formatted: Some(raw.into()) };
         if let Some(v) = parse_number_like(t) {
             return number(v.0, v.1);
         }
@@ -209,10 +192,7 @@ impl Cell {
         }
         if let Some((d, time)) = t.split_once(' ') {
             if let (Some(date), Some(time)) = (parse_iso_date(d), parse_time(time.trim_start())) {
-                return number(
-                    date_serial(date) as f64 + time_serial(time),
-                    NumberFormatType::DateTime,
-                );
+                return number(date_serial(date) as f64 + time_serial(time), NumberFormatType::DateTime);
             }
         }
         if let Some(time) = parse_time(t) {
@@ -232,10 +212,7 @@ impl Cell {
             Cell::Empty => Cow::Borrowed(""),
             Cell::Bool(true) => Cow::Borrowed("TRUE"),
             Cell::Bool(false) => Cow::Borrowed("FALSE"),
-            Cell::Number {
-                formatted: Some(text),
-                ..
-            } => Cow::Borrowed(text),
+            Cell::Number { formatted: Some(text), .. } => Cow::Borrowed(text),
             Cell::Number { value, format, .. } => Cow::Owned(format_number(*value, *format)),
             Cell::Text(s) | Cell::Error(s) => Cow::Borrowed(s),
         }
@@ -295,13 +272,7 @@ pub struct Tab {
 
 impl Tab {
     pub fn new(title: impl Into<String>, sheet_id: i32, rows: Vec<Vec<Cell>>) -> Self {
-        Tab {
-            sheet_id,
-            title: title.into(),
-            rows,
-            min_grid_rows: None,
-            min_grid_columns: None,
-        }
+        Tab { sheet_id, title: title.into(), rows, min_grid_rows: None, min_grid_columns: None }
     }
 
     /// A tab whose cells are typed in as text and interpreted like Sheets does
@@ -312,14 +283,8 @@ impl Tab {
         R::Item: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let rows = rows
-            .into_iter()
-            .map(|row| {
-                row.into_iter()
-                    .map(|s| Cell::from_user_input(s.as_ref()))
-                    .collect()
-            })
-            .collect();
+        let rows =
+            rows.into_iter().map(|row| row.into_iter().map(|s| Cell::from_user_input(s.as_ref())).collect()).collect();
         Tab::new(title, sheet_id, rows)
     }
 
@@ -333,25 +298,20 @@ impl Tab {
     /// `gridProperties.rowCount`: the default (or set) grid, or the data if larger.
     pub fn grid_rows(&self) -> u32 {
         let data = u32::try_from(self.rows.len()).unwrap_or(u32::MAX);
-        data.max(self.min_grid_rows.unwrap_or(DEFAULT_GRID_ROWS))
-            .max(1)
+        data.max(self.min_grid_rows.unwrap_or(DEFAULT_GRID_ROWS)).max(1)
     }
 
     /// `gridProperties.columnCount`: the default (or set) grid, or the data if wider.
     pub fn grid_columns(&self) -> u32 {
         let widest = self.rows.iter().map(Vec::len).max().unwrap_or(0);
         let data = u32::try_from(widest).unwrap_or(u32::MAX);
-        data.max(self.min_grid_columns.unwrap_or(DEFAULT_GRID_COLUMNS))
-            .max(1)
+        data.max(self.min_grid_columns.unwrap_or(DEFAULT_GRID_COLUMNS)).max(1)
     }
 
     /// The cell at 0-based (row, column); [`Cell::Empty`] outside the data.
     pub fn cell(&self, row: usize, col: usize) -> &Cell {
         static EMPTY: Cell = Cell::Empty;
-        self.rows
-            .get(row)
-            .and_then(|r| r.get(col))
-            .unwrap_or(&EMPTY)
+        self.rows.get(row).and_then(|r| r.get(col)).unwrap_or(&EMPTY)
     }
 }
 
@@ -367,11 +327,7 @@ impl Spreadsheet {
     /// An empty spreadsheet titled like its id; add tabs with [`Spreadsheet::tab`].
     pub fn new(id: impl Into<String>) -> Self {
         let id = id.into();
-        Spreadsheet {
-            title: id.clone(),
-            id,
-            sheets: Vec::new(),
-        }
+        Spreadsheet { title: id.clone(), id, sheets: Vec::new() }
     }
 
     pub fn with_title(mut self, title: impl Into<String>) -> Self {
@@ -452,10 +408,9 @@ pub fn format_number(value: f64, format: NumberFormatType) -> String {
     let dt = || serial_to_datetime(value);
     match format {
         NumberFormatType::Number | NumberFormatType::Text => general_number(value),
-        NumberFormatType::Date => dt().map_or_else(
-            || general_number(value),
-            |d| format!("{:04}-{:02}-{:02}", d.year(), d.month(), d.day()),
-        ),
+        NumberFormatType::Date => {
+            dt().map_or_else(|| general_number(value), |d| format!("{:04}-{:02}-{:02}", d.year(), d.month(), d.day()))
+        }
         NumberFormatType::DateTime => dt().map_or_else(
             || general_number(value),
             |d| {
@@ -470,10 +425,8 @@ pub fn format_number(value: f64, format: NumberFormatType) -> String {
                 )
             },
         ),
-        NumberFormatType::Time => dt().map_or_else(
-            || general_number(value),
-            |d| format!("{:02}:{:02}:{:02}", d.hour(), d.minute(), d.second()),
-        ),
+        NumberFormatType::Time => dt()
+            .map_or_else(|| general_number(value), |d| format!("{:02}:{:02}:{:02}", d.hour(), d.minute(), d.second())),
         NumberFormatType::Currency => {
             let sign = if value < 0.0 { "-" } else { "" };
             format!("{sign}${}", grouped(value.abs(), 2))
@@ -599,9 +552,7 @@ pub(crate) fn parse_iso_date(s: &str) -> Option<NaiveDate> {
         || y.len() != 4
         || !(1..=2).contains(&m.len())
         || !(1..=2).contains(&d.len())
-        || ![y, m, d]
-            .iter()
-            .all(|p| p.bytes().all(|b| b.is_ascii_digit()))
+        || ![y, m, d].iter().all(|p| p.bytes().all(|b| b.is_ascii_digit()))
     {
         return None;
     }
@@ -616,9 +567,7 @@ pub(crate) fn parse_time(s: &str) -> Option<NaiveTime> {
     if parts.next().is_some() {
         return None;
     }
-    let two_digits = |p: &str, min_len| {
-        (min_len..=2).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit())
-    };
+    let two_digits = |p: &str, min_len| (min_len..=2).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit());
     if !two_digits(h, 1) || !two_digits(m, 2) {
         return None;
     }
@@ -626,15 +575,10 @@ pub(crate) fn parse_time(s: &str) -> Option<NaiveTime> {
         None => (0, 0),
         Some(sec) => {
             let (whole, frac) = sec.split_once('.').unwrap_or((sec, ""));
-            if !two_digits(whole, 2) || frac.len() > 9 || !frac.bytes().all(|b| b.is_ascii_digit())
-            {
+            if !two_digits(whole, 2) || frac.len() > 9 || !frac.bytes().all(|b| b.is_ascii_digit()) {
                 return None;
             }
-            let nanos = if frac.is_empty() {
-                0
-            } else {
-                format!("{frac:0<9}").parse().ok()?
-            };
+            let nanos = if frac.is_empty() { 0 } else { format!("{frac:0<9}").parse().ok()? };
             (whole.parse().ok()?, nanos)
         }
     };
@@ -653,21 +597,13 @@ mod tests {
     fn serial_dates_count_days_since_1899_12_30() {
         let d = NaiveDate::from_ymd_opt(2024, 1, 5).unwrap();
         assert_eq!(date_serial(d), 45296);
-        assert_eq!(
-            date_serial(NaiveDate::from_ymd_opt(1899, 12, 30).unwrap()),
-            0
-        );
-        assert_eq!(
-            date_serial(NaiveDate::from_ymd_opt(1900, 3, 1).unwrap()),
-            61
-        );
+        assert_eq!(date_serial(NaiveDate::from_ymd_opt(1899, 12, 30).unwrap()), 0);
+        assert_eq!(date_serial(NaiveDate::from_ymd_opt(1900, 3, 1).unwrap()), 61);
         let dt = d.and_hms_opt(12, 0, 0).unwrap();
         assert_eq!(datetime_serial(dt), 45296.5);
         assert_eq!(serial_to_datetime(45296.5), Some(dt));
         // A fraction a hair below midnight rounds to the next day, not to 24:00:00.
-        let next = NaiveDate::from_ymd_opt(2024, 1, 6)
-            .unwrap()
-            .and_hms_opt(0, 0, 0);
+        let next = NaiveDate::from_ymd_opt(2024, 1, 6).unwrap().and_hms_opt(0, 0, 0);
         assert_eq!(serial_to_datetime(45_296.999_999_99), next);
     }
 
@@ -685,14 +621,8 @@ mod tests {
             ("false", Cell::Bool(false)),
             ("True", Cell::Bool(true)),
             ("2024-01-05", num(45296.0, F::Date, "2024-01-05")),
-            (
-                "2024-01-05 12:00",
-                num(45296.5, F::DateTime, "2024-01-05 12:00"),
-            ),
-            (
-                "2024-01-05 06:00:00",
-                num(45296.25, F::DateTime, "2024-01-05 06:00:00"),
-            ),
+            ("2024-01-05 12:00", num(45296.5, F::DateTime, "2024-01-05 12:00")),
+            ("2024-01-05 06:00:00", num(45296.25, F::DateTime, "2024-01-05 06:00:00")),
             ("18:00", num(0.75, F::Time, "18:00")),
             ("06:00:00", num(0.25, F::Time, "06:00:00")),
             ("$1,234.50", num(1234.5, F::Currency, "$1,234.50")),
@@ -718,20 +648,14 @@ mod tests {
         for (raw, want) in cases {
             assert_eq!(Cell::from_user_input(raw), want, "input {raw:?}");
         }
-        assert_eq!(
-            Cell::from_user_input("12.34%"),
-            num(0.1234, F::Percent, "12.34%")
-        );
+        assert_eq!(Cell::from_user_input("12.34%"), num(0.1234, F::Percent, "12.34%"));
     }
 
     #[test]
     fn derived_display_text_follows_the_format() {
         use NumberFormatType as F;
         assert_eq!(Cell::date(2024, 1, 5).formatted(), "2024-01-05");
-        assert_eq!(
-            Cell::date_time(2024, 1, 5, 9, 30, 15).formatted(),
-            "2024-01-05 09:30:15"
-        );
+        assert_eq!(Cell::date_time(2024, 1, 5, 9, 30, 15).formatted(), "2024-01-05 09:30:15");
         assert_eq!(Cell::time(23, 59, 59).formatted(), "23:59:59");
         assert_eq!(Cell::currency(1234.5).formatted(), "$1,234.50");
         assert_eq!(Cell::currency(-1234567.0).formatted(), "-$1,234,567.00");

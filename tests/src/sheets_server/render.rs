@@ -83,13 +83,7 @@ pub struct RenderOptions {
 
 /// Writes a `ValueRange` JSON object for `span` of `tab`: ragged rows with trailing empty
 /// cells trimmed, trailing empty rows dropped, `values` absent when nothing is left.
-pub fn write_value_range(
-    out: &mut Vec<u8>,
-    tab: &Tab,
-    span: &GridSpan,
-    range: &str,
-    opts: RenderOptions,
-) {
+pub fn write_value_range(out: &mut Vec<u8>, tab: &Tab, span: &GridSpan, range: &str, opts: RenderOptions) {
     out.extend_from_slice(b"{\"range\":");
     write_json_str(out, range);
     out.extend_from_slice(b",\"majorDimension\":\"");
@@ -112,10 +106,7 @@ pub fn write_value_range(
             let stored = tab.rows.get(line).map_or(0, Vec::len);
             end = end.min(stored.max(across.start));
         }
-        (across.start..end)
-            .rev()
-            .find(|&k| !cell(line, k).is_empty())
-            .map_or(0, |k| k + 1 - across.start)
+        (across.start..end).rev().find(|&k| !cell(line, k).is_empty()).map_or(0, |k| k + 1 - across.start)
     };
     let last_line = lines.clone().rev().find(|&l| line_len(l) > 0);
     if let Some(last) = last_line {
@@ -145,8 +136,7 @@ fn write_cell_value(out: &mut Vec<u8>, cell: &Cell, opts: RenderOptions) {
         (Cell::Bool(b), _) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
         (Cell::Text(s) | Cell::Error(s), _) => write_json_str(out, s),
         (Cell::Number { format, .. }, _)
-            if format.is_date_or_time()
-                && opts.date_time == DateTimeRenderOption::FormattedString =>
+            if format.is_date_or_time() && opts.date_time == DateTimeRenderOption::FormattedString =>
         {
             write_json_str(out, &cell.formatted());
         }
@@ -222,14 +212,10 @@ fn cell_data(cell: &Cell) -> Value {
         data.insert("userEnteredValue".into(), value.clone());
     }
     data.insert("effectiveValue".into(), value);
-    data.insert(
-        "formattedValue".into(),
-        Value::String(cell.formatted().into_owned()),
-    );
+    data.insert("formattedValue".into(), Value::String(cell.formatted().into_owned()));
     if let Cell::Number { format, .. } = cell {
         if let Some(pattern) = format.pattern() {
-            let number_format =
-                json!({ "numberFormat": { "type": format.as_api_str(), "pattern": pattern } });
+            let number_format = json!({ "numberFormat": { "type": format.as_api_str(), "pattern": pattern } });
             data.insert("userEnteredFormat".into(), number_format.clone());
             data.insert("effectiveFormat".into(), number_format);
         }
@@ -252,22 +238,14 @@ pub fn grid_data(tab: &Tab, span: &GridSpan) -> Value {
         .map(|r| {
             let stored = tab.rows.get(r).map_or(0, Vec::len);
             let end = span.cols().end.min(stored.max(span.start_col as usize));
-            let Some(last) = (span.start_col as usize..end)
-                .rev()
-                .find(|&c| !tab.cell(r, c).is_empty())
-            else {
+            let Some(last) = (span.start_col as usize..end).rev().find(|&c| !tab.cell(r, c).is_empty()) else {
                 return json!({});
             };
-            let values: Vec<Value> = (span.start_col as usize..=last)
-                .map(|c| cell_data(tab.cell(r, c)))
-                .collect();
+            let values: Vec<Value> = (span.start_col as usize..=last).map(|c| cell_data(tab.cell(r, c))).collect();
             json!({ "values": values })
         })
         .collect();
-    while rows
-        .last()
-        .is_some_and(|r| r.as_object().is_some_and(Map::is_empty))
-    {
+    while rows.last().is_some_and(|r| r.as_object().is_some_and(Map::is_empty)) {
         rows.pop();
     }
     if !rows.is_empty() {
@@ -305,10 +283,7 @@ mod tests {
 
     #[test]
     fn unformatted_values_are_typed_and_trimmed() {
-        let opts = RenderOptions {
-            value: ValueRenderOption::UnformattedValue,
-            ..RenderOptions::default()
-        };
+        let opts = RenderOptions { value: ValueRenderOption::UnformattedValue, ..RenderOptions::default() };
         let v = render(&tab(), CellSpan::ALL, opts);
         assert_eq!(
             v,
@@ -324,9 +299,7 @@ mod tests {
         let mut out = Vec::new();
         let grid = CellSpan::ALL.clip(1000, 26).unwrap();
         write_value_range(&mut out, &tab(), &grid, "R", opts);
-        assert!(String::from_utf8(out)
-            .unwrap()
-            .contains("[1,\"Zoë\",45296,true]"));
+        assert!(String::from_utf8(out).unwrap().contains("[1,\"Zoë\",45296,true]"));
     }
 
     #[test]
@@ -349,57 +322,24 @@ mod tests {
 
     #[test]
     fn windows_and_columns() {
-        let opts = RenderOptions {
-            value: ValueRenderOption::UnformattedValue,
-            ..RenderOptions::default()
-        };
-        let window = CellSpan {
-            start_row: 1,
-            start_col: 1,
-            end_row: Some(4),
-            end_col: Some(3),
-        };
+        let opts = RenderOptions { value: ValueRenderOption::UnformattedValue, ..RenderOptions::default() };
+        let window = CellSpan { start_row: 1, start_col: 1, end_row: Some(4), end_col: Some(3) };
         let v = render(&tab(), window, opts);
         assert_eq!(v["values"], json!([["Zoë", 45296], [], ["", 45296.5]]));
         // Nothing in range: `values` is absent.
-        let empty = CellSpan {
-            start_row: 5,
-            start_col: 0,
-            end_row: None,
-            end_col: None,
-        };
+        let empty = CellSpan { start_row: 5, start_col: 0, end_row: None, end_col: None };
         let v = render(&tab(), empty, opts);
         assert_eq!(v, json!({"range": "R", "majorDimension": "ROWS"}));
-        let cols = RenderOptions {
-            major_dimension: MajorDimension::Columns,
-            ..opts
-        };
-        let v = render(
-            &tab(),
-            CellSpan {
-                start_row: 0,
-                start_col: 0,
-                end_row: None,
-                end_col: Some(2),
-            },
-            cols,
-        );
-        assert_eq!(
-            v["values"],
-            json!([["id", 1, "", 3, 4.5], ["name", "Zoë", "", "", "#DIV/0!"]])
-        );
+        let cols = RenderOptions { major_dimension: MajorDimension::Columns, ..opts };
+        let v = render(&tab(), CellSpan { start_row: 0, start_col: 0, end_row: None, end_col: Some(2) }, cols);
+        assert_eq!(v["values"], json!([["id", 1, "", 3, 4.5], ["name", "Zoë", "", "", "#DIV/0!"]]));
         assert_eq!(v["majorDimension"], "COLUMNS");
     }
 
     #[test]
     fn grid_data_matches_the_api_shape() {
         let t = tab();
-        let span = CellSpan {
-            start_row: 1,
-            start_col: 1,
-            end_row: Some(10),
-            end_col: Some(3),
-        };
+        let span = CellSpan { start_row: 1, start_col: 1, end_row: Some(10), end_col: Some(3) };
         let g = grid_data(&t, &span.clip(1000, 26).unwrap());
         assert_eq!(g["startRow"], 1);
         assert_eq!(g["startColumn"], 1);
@@ -409,16 +349,10 @@ mod tests {
         let date = &rows[0]["values"][1];
         assert_eq!(date["effectiveValue"], json!({"numberValue": 45296}));
         assert_eq!(date["formattedValue"], "2024-01-05");
-        assert_eq!(
-            date["effectiveFormat"]["numberFormat"],
-            json!({"type": "DATE", "pattern": "yyyy-mm-dd"})
-        );
+        assert_eq!(date["effectiveFormat"]["numberFormat"], json!({"type": "DATE", "pattern": "yyyy-mm-dd"}));
         assert_eq!(rows[2]["values"][0], json!({}));
         let err = &rows[3]["values"][0];
-        assert_eq!(
-            err["effectiveValue"]["errorValue"]["type"],
-            "DIVIDE_BY_ZERO"
-        );
+        assert_eq!(err["effectiveValue"]["errorValue"]["type"], "DIVIDE_BY_ZERO");
         let whole = grid_data(&t, &CellSpan::ALL.clip(1000, 26).unwrap());
         assert!(whole.get("startRow").is_none() && whole.get("startColumn").is_none());
     }

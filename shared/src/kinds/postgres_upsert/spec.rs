@@ -2,6 +2,7 @@
 //! every problem named by its field (`spec.target.table: …`), plus the environment defaults
 //! (`IMPORT_BATCH_SIZE`, `IMPORT_MAX_ROWS`, `IMPORT_TIMEOUT_SECONDS`, `IMPORT_BACKUP_DIR`).
 
+use crate::fields::Fields;
 use std::fmt;
 use std::path::PathBuf;
 
@@ -169,11 +170,13 @@ struct V {
     problems: Vec<String>,
 }
 
-impl V {
+impl Fields for V {
     fn problem(&mut self, field: &str, msg: impl fmt::Display) {
         self.problems.push(format!("{field}: {msg}"));
     }
+}
 
+impl V {
     fn obj<'a>(&mut self, m: &'a Map<String, Value>, key: &str, field: &str) -> Option<&'a Map<String, Value>> {
         match m.get(key) {
             Some(Value::Object(o)) => Some(o),
@@ -192,47 +195,6 @@ impl V {
         for k in m.keys() {
             if !known.contains(&k.as_str()) {
                 self.problem(&format!("{prefix}.{k}"), format!("unknown setting (known: {})", known.join(", ")));
-            }
-        }
-    }
-
-    fn req_str(&mut self, m: &Map<String, Value>, key: &str, field: &str) -> Option<String> {
-        match m.get(key) {
-            Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_string()),
-            Some(Value::String(_)) => {
-                self.problem(field, "must not be empty");
-                None
-            }
-            None | Some(Value::Null) => {
-                self.problem(field, "is required");
-                None
-            }
-            Some(_) => {
-                self.problem(field, "must be a string");
-                None
-            }
-        }
-    }
-
-    fn opt_str(&mut self, m: &Map<String, Value>, key: &str, field: &str) -> Option<String> {
-        match m.get(key) {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) if s.trim().is_empty() => None,
-            Some(Value::String(s)) => Some(s.trim().to_string()),
-            Some(_) => {
-                self.problem(field, "must be a string");
-                None
-            }
-        }
-    }
-
-    fn opt_bool(&mut self, m: &Map<String, Value>, key: &str, field: &str) -> bool {
-        match m.get(key) {
-            None | Some(Value::Null) => false,
-            Some(Value::Bool(b)) => *b,
-            Some(_) => {
-                self.problem(field, "must be true or false");
-                false
             }
         }
     }
@@ -310,7 +272,7 @@ pub fn parse(spec: &Value, env: &EnvDefaults) -> Result<UpsertSpec, ConfigError>
         DEFAULT_TIMEOUT_SECONDS,
     );
     let backup_dir =
-        v.opt_str(m, "backup_dir", "spec.backup_dir").or_else(|| env.backup_dir.clone()).map(PathBuf::from);
+        v.opt_str_at(m, "backup_dir", "spec.backup_dir").or_else(|| env.backup_dir.clone()).map(PathBuf::from);
     match (source, target, v.problems.is_empty()) {
         (Some(source), Some(target), true) => {
             Ok(UpsertSpec { source, target, mode, batch_size, max_rows, statement_timeout_seconds, backup_dir })
@@ -345,7 +307,7 @@ fn source(v: &mut V, m: &Map<String, Value>) -> Option<SourceSpec> {
 
 fn one_byte(v: &mut V, m: &Map<String, Value>, key: &str, default: u8) -> u8 {
     let field = format!("spec.source.csv.{key}");
-    match v.opt_str(m, key, &field).as_deref() {
+    match v.opt_str_at(m, key, &field).as_deref() {
         None => match m.get(key) {
             // A lone tab trims to nothing; take it literally.
             Some(Value::String(s)) if s == "\t" => b'\t',
@@ -362,7 +324,7 @@ fn one_byte(v: &mut V, m: &Map<String, Value>, key: &str, default: u8) -> u8 {
 
 fn csv(v: &mut V, m: &Map<String, Value>) -> Option<CsvSpec> {
     v.unknown(m, &["path", "delimiter", "quote", "encoding"], "spec.source.csv");
-    let path = v.req_str(m, "path", "spec.source.csv.path");
+    let path = v.req_str_at(m, "path", "spec.source.csv.path");
     if let Some(p) = &path {
         if p.contains("://") && !(p.starts_with("http://") || p.starts_with("https://")) {
             v.problem("spec.source.csv.path", format!("{p:?}: only local paths and http(s) URLs are supported"));
@@ -373,7 +335,7 @@ fn csv(v: &mut V, m: &Map<String, Value>) -> Option<CsvSpec> {
     if delimiter == quote {
         v.problem("spec.source.csv.quote", "must differ from the delimiter");
     }
-    let label = v.opt_str(m, "encoding", "spec.source.csv.encoding").unwrap_or_else(|| "utf-8".into());
+    let label = v.opt_str_at(m, "encoding", "spec.source.csv.encoding").unwrap_or_else(|| "utf-8".into());
     let label = label.strip_suffix("-sig").unwrap_or(&label).to_string();
     let encoding = match encoding_rs::Encoding::for_label(label.as_bytes()) {
         Some(e) if e.is_ascii_compatible() => Some(e),
@@ -397,7 +359,7 @@ fn csv(v: &mut V, m: &Map<String, Value>) -> Option<CsvSpec> {
 
 fn sheet(v: &mut V, m: &Map<String, Value>) -> Option<SheetSpec> {
     v.unknown(m, &["google_sheet_url", "worksheet", "range", "header_row", "window_rows"], "spec.source.sheet");
-    let url = v.req_str(m, "google_sheet_url", "spec.source.sheet.google_sheet_url");
+    let url = v.req_str_at(m, "google_sheet_url", "spec.source.sheet.google_sheet_url");
     let parsed = url.as_deref().and_then(|u| match crate::config::parse_sheet_url(u) {
         Ok(p) => Some(p),
         Err(e) => {
@@ -405,8 +367,8 @@ fn sheet(v: &mut V, m: &Map<String, Value>) -> Option<SheetSpec> {
             None
         }
     });
-    let worksheet = v.opt_str(m, "worksheet", "spec.source.sheet.worksheet");
-    let range = v.opt_str(m, "range", "spec.source.sheet.range");
+    let worksheet = v.opt_str_at(m, "worksheet", "spec.source.sheet.worksheet");
+    let range = v.opt_str_at(m, "range", "spec.source.sheet.range");
     if let Some(r) = &range {
         if let Err(e) = crate::a1::A1Range::parse(r) {
             v.problem("spec.source.sheet.range", e);
@@ -433,8 +395,9 @@ fn target(v: &mut V, m: &Map<String, Value>) -> Option<TargetSpec> {
         &["connection_env", "schema", "table", "key_columns", "columns", "create_unique_index"],
         "spec.target",
     );
-    let connection_env =
-        v.opt_str(m, "connection_env", "spec.target.connection_env").unwrap_or_else(|| DEFAULT_CONNECTION_ENV.into());
+    let connection_env = v
+        .opt_str_at(m, "connection_env", "spec.target.connection_env")
+        .unwrap_or_else(|| DEFAULT_CONNECTION_ENV.into());
     let env_ok = !connection_env.is_empty()
         && !connection_env.starts_with(|c: char| c.is_ascii_digit())
         && connection_env.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
@@ -444,11 +407,11 @@ fn target(v: &mut V, m: &Map<String, Value>) -> Option<TargetSpec> {
             "must be the name of an environment variable (A-Z, 0-9, _; value not shown), never the URL itself",
         );
     }
-    let schema = v.opt_str(m, "schema", "spec.target.schema").unwrap_or_else(|| "public".into());
+    let schema = v.opt_str_at(m, "schema", "spec.target.schema").unwrap_or_else(|| "public".into());
     if let Err(e) = validate_identifier(&schema) {
         v.problem("spec.target.schema", e);
     }
-    let table = v.req_str(m, "table", "spec.target.table");
+    let table = v.req_str_at(m, "table", "spec.target.table");
     if let Some(t) = &table {
         if let Err(e) = validate_identifier(t) {
             v.problem("spec.target.table", e);
@@ -498,9 +461,9 @@ fn target(v: &mut V, m: &Map<String, Value>) -> Option<TargetSpec> {
                     Value::Object(o) => {
                         v.unknown(o, &["column", "type"], &field);
                         let c = v
-                            .opt_str(o, "column", &format!("{field}.column"))
+                            .opt_str_at(o, "column", &format!("{field}.column"))
                             .or_else(|| Some(header.trim().to_string()));
-                        let t = v.opt_str(o, "type", &format!("{field}.type")).map(|t| t.to_ascii_lowercase());
+                        let t = v.opt_str_at(o, "type", &format!("{field}.type")).map(|t| t.to_ascii_lowercase());
                         if let Some(t) = &t {
                             if !VALUE_TYPES.contains(&t.as_str()) {
                                 v.problem(
@@ -538,7 +501,7 @@ fn target(v: &mut V, m: &Map<String, Value>) -> Option<TargetSpec> {
         }
         Some(_) => v.problem("spec.target.columns", "must be an object mapping source headers to target columns"),
     }
-    let create_unique_index = v.opt_bool(m, "create_unique_index", "spec.target.create_unique_index");
+    let create_unique_index = v.opt_bool_at(m, "create_unique_index", "spec.target.create_unique_index", false);
     Some(TargetSpec { connection_env, schema, table: table?, key_columns, columns, create_unique_index })
 }
 

@@ -58,19 +58,6 @@ pub struct Target {
     pub describe: String,
 }
 
-fn describe_config(c: &tokio_postgres::Config) -> String {
-    let host = c
-        .get_hosts()
-        .first()
-        .map(|h| match h {
-            tokio_postgres::config::Host::Tcp(s) => s.clone(),
-            tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
-        })
-        .unwrap_or_else(|| "localhost".into());
-    let port = c.get_ports().first().copied().unwrap_or(5432);
-    format!("{host}:{port}/{}", c.get_dbname().unwrap_or("postgres"))
-}
-
 /// Reads the connection URL from `env_var` and connects. Errors name the variable, never its value.
 pub async fn connect(env_var: &str, app: &str) -> JobResult<Target> {
     let url = std::env::var(env_var).map_err(|_| {
@@ -87,7 +74,7 @@ pub async fn connect(env_var: &str, app: &str) -> JobResult<Target> {
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(std::time::Duration::from_secs(10));
     }
-    let describe = describe_config(&config);
+    let describe = crate::store::describe_pg_config(&config);
     let (client, conn) = config.connect(NoTls).await.map_err(|e| {
         JobError::destination(format!("connecting to the target database {describe} ({env_var}): {}", pg_msg(&e)))
     })?;
