@@ -78,40 +78,10 @@ impl Up {
 
     /// The `job` command with a clean environment, the target URL in `UPSERT_TARGET_URL`.
     fn command(&self, args: &[&str], env: &[(&str, &str)]) -> tokio::process::Command {
-        let mut c = tokio::process::Command::new(testkit::proc::bin("job"));
-        for v in [
-            "DATABASE_URL",
-            "POSTGRES_HOST",
-            "POSTGRES_DB",
-            "POSTGRES_USER",
-            "POSTGRES_PASSWORD",
-            "JOB_CONFIG_ID",
-            "JOB_RUN_ID",
-            "JOB_RUN_ATTEMPT",
-            "CLOUD_RUN_TASK_INDEX",
-            "GOOGLE_APPLICATION_CREDENTIALS",
-            "RUST_LOG",
-            "ENVIRONMENT",
-            "CLOUD_RUN_JOB",
-            "K_SERVICE",
-            "IMPORT_BATCH_SIZE",
-            "IMPORT_MAX_ROWS",
-            "IMPORT_TIMEOUT_SECONDS",
-            "IMPORT_BACKUP_DIR",
-            "PG_DUMP",
-        ] {
-            c.env_remove(v);
-        }
         let sheets = self.sheets.as_ref().map_or("127.0.0.1:9".to_string(), |s| s.base_url());
-        c.env("SHEETS_EMULATOR_HOST", sheets)
-            .env("BIGQUERY_EMULATOR_HOST", "127.0.0.1:9")
-            .env("LOG_FORMAT", "json")
-            .env("UPSERT_TARGET_URL", &self.target.url)
-            .args(args)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true);
+        // No BigQuery here: point it at a closed port so nothing can reach an emulator.
+        let mut c = testkit::proc::job_command(&sheets, &[("BIGQUERY_EMULATOR_HOST", "127.0.0.1:9")]);
+        c.env("UPSERT_TARGET_URL", &self.target.url).args(args);
         for (k, v) in env {
             c.env(k, v);
         }

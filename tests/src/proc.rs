@@ -50,26 +50,41 @@ impl Finished {
     }
 }
 
-/// A `job` command with the environment of a clean machine plus the local endpoints.
+/// Variables a developer's shell may carry that would change what a job under test does.
+const AMBIENT_ENV: &[&str] = &[
+    "DATABASE_URL",
+    "POSTGRES_HOST",
+    "POSTGRES_DB",
+    "POSTGRES_USER",
+    "POSTGRES_PASSWORD",
+    "JOB_CONFIG_ID",
+    "JOB_RUN_ID",
+    "JOB_RUN_ATTEMPT",
+    "CLOUD_RUN_TASK_INDEX",
+    "CLOUD_RUN_JOB",
+    "K_SERVICE",
+    "GOOGLE_APPLICATION_CREDENTIALS",
+    "RUST_LOG",
+    "ENVIRONMENT",
+    "IMPORT_BATCH_SIZE",
+    "IMPORT_MAX_ROWS",
+    "IMPORT_TIMEOUT_SECONDS",
+    "IMPORT_BACKUP_DIR",
+    "PG_DUMP",
+];
+
+/// A `job` command with the environment of a clean machine plus the local endpoints: JSON logs,
+/// no stdin, output captured, killed if the test drops it.
 pub fn job_command(sheets_url: &str, extra_env: &[(&str, &str)]) -> tokio::process::Command {
     let mut c = tokio::process::Command::new(bin("job"));
-    for var in [
-        "DATABASE_URL",
-        "POSTGRES_HOST",
-        "POSTGRES_DB",
-        "POSTGRES_USER",
-        "POSTGRES_PASSWORD",
-        "JOB_CONFIG_ID",
-        "JOB_RUN_ID",
-        "JOB_RUN_ATTEMPT",
-        "CLOUD_RUN_TASK_INDEX",
-        "GOOGLE_APPLICATION_CREDENTIALS",
-        "RUST_LOG",
-    ] {
+    for var in AMBIENT_ENV {
         c.env_remove(var);
     }
+    // The emulator starts on first use; a caller that points BigQuery elsewhere does not need it.
+    if !extra_env.iter().any(|(k, _)| *k == "BIGQUERY_EMULATOR_HOST") {
+        c.env("BIGQUERY_EMULATOR_HOST", crate::bq::url());
+    }
     c.env("SHEETS_EMULATOR_HOST", sheets_url)
-        .env("BIGQUERY_EMULATOR_HOST", crate::bq::url())
         .env("LOG_FORMAT", "json")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
