@@ -181,7 +181,14 @@ pub struct SheetToBigQuery {
     pub location: Option<String>,
 }
 
-/// Settings of the kinds that are not built yet are kept verbatim.
+impl SheetToBigQuery {
+    /// `project.dataset.table`, as messages name the destination.
+    pub fn table_ref(&self) -> String {
+        format!("{}.{}.{}", self.project_id, self.dataset_id, self.table_id)
+    }
+}
+
+/// The `spec` of the other kinds, kept as JSON; each kind validates its own (see `kinds`).
 #[derive(Debug, Clone, PartialEq)]
 pub enum KindSettings {
     SheetToBigQuery(Box<SheetToBigQuery>),
@@ -414,6 +421,15 @@ impl Validator {
                     }
                 }
                 KindSettings::SheetToBigQuery(Box::new(self.sheet(&map, &spec)?))
+            }
+            Kind::PostgresUpsert => {
+                // Validated here too, so a bad spec is refused when a config is added or
+                // imported, not first when it runs.
+                let spec = Value::Object(spec);
+                if let Err(e) = crate::kinds::postgres_upsert::validate_spec(&spec) {
+                    self.problems.extend(e.problems);
+                }
+                KindSettings::Other(spec)
             }
             _ => KindSettings::Other(Value::Object(spec)),
         };

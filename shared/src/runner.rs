@@ -65,7 +65,6 @@ impl JobOutcome {
 /// `CLOUD_RUN_TASK_INDEX`.
 pub fn select_task_item(list: &str, task_index: Option<usize>, what: &str) -> JobResult<i64> {
     let items: Vec<&str> = list.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
-    let idx = task_index.unwrap_or(0);
     let item = match (items.len(), task_index) {
         (0, _) => return Err(JobError::config(format!("{what} is empty"))),
         (1, _) => items[0],
@@ -77,7 +76,6 @@ pub fn select_task_item(list: &str, task_index: Option<usize>, what: &str) -> Jo
             )))
         }
     };
-    let _ = idx;
     item.parse::<i64>().map_err(|_| JobError::config(format!("{what}: {item:?} is not a numeric id")))
 }
 
@@ -283,7 +281,7 @@ async fn run_resolved(
         h.abort();
     }
     if matches!(&result, Err(e) if e.kind == ErrorKind::Interrupted) {
-        cancel_inflight(req, &inflight).await;
+        cancel_inflight(&inflight).await;
     }
     if let (Some(s), Some(r)) = (store, run) {
         let outcome = match &result {
@@ -343,17 +341,16 @@ fn progress_fn(store: Option<Store>, run: Option<RunRef>) -> kinds::ProgressFn {
     })
 }
 
-async fn cancel_inflight(req: &JobRequest, inflight: &Arc<std::sync::Mutex<Option<kinds::InflightJob>>>) {
+async fn cancel_inflight(inflight: &Arc<std::sync::Mutex<Option<kinds::InflightJob>>>) {
     let job = inflight.lock().ok().and_then(|mut g| g.take());
     let Some(job) = job else { return };
     tracing::warn!(bigquery_job_id = %job.job_id, "cancelling the BigQuery job");
-    if let Ok(Ok(services)) = tokio::time::timeout(Duration::from_secs(2), Services::from_args(&req.gcp)).await {
-        let _ = tokio::time::timeout(
-            Duration::from_secs(2),
-            services.bigquery.cancel_job(&job.project, &job.job_id, job.location.as_deref()),
-        )
-        .await;
-    }
+    // Bounded: an interrupted job must still exit inside Cloud Run's 10 s grace period.
+    let _ = tokio::time::timeout(
+        Duration::from_secs(2),
+        job.client.cancel_job(&job.project, &job.job_id, job.location.as_deref()),
+    )
+    .await;
 }
 
 fn finish_log(o: JobOutcome) -> JobOutcome {

@@ -23,6 +23,11 @@ pub enum Cell {
 const SHEET_ERRORS: &[&str] =
     &["#N/A", "#DIV/0!", "#REF!", "#VALUE!", "#NAME?", "#NUM!", "#NULL!", "#ERROR!", "#SPILL!", "#CALC!"];
 
+/// True for the text Sheets shows for a formula error (`#N/A`, `#DIV/0!`, …).
+pub fn is_sheet_error(s: &str) -> bool {
+    s.starts_with('#') && SHEET_ERRORS.contains(&s)
+}
+
 impl Cell {
     pub fn from_json(v: serde_json::Value) -> Cell {
         match v {
@@ -37,7 +42,7 @@ impl Cell {
     pub fn from_text(s: String) -> Cell {
         if s.is_empty() {
             Cell::Empty
-        } else if s.starts_with('#') && SHEET_ERRORS.contains(&s.as_str()) {
+        } else if is_sheet_error(&s) {
             Cell::Error(s)
         } else {
             Cell::Text(s)
@@ -230,7 +235,9 @@ impl ColumnStats {
 /// Days between the Sheets epoch (1899-12-30) and the Unix epoch.
 const SERIAL_UNIX_OFFSET_DAYS: i64 = 25_569;
 
-fn serial_to_datetime(serial: f64) -> Option<NaiveDateTime> {
+/// A Sheets serial number (days since 1899-12-30, fraction = time of day) as a date-time,
+/// rounded to the millisecond.
+pub fn serial_to_datetime(serial: f64) -> Option<NaiveDateTime> {
     if !serial.is_finite() || serial.abs() > 3_000_000.0 {
         return None;
     }
@@ -309,20 +316,11 @@ fn format_datetime(d: NaiveDateTime, out: &mut String) {
 }
 
 fn format_time(t: NaiveTime, out: &mut String) {
-    let _ = if t.nanosecond_is_zero() {
+    let _ = if chrono::Timelike::nanosecond(&t) == 0 {
         write!(out, "{}", t.format("%H:%M:%S"))
     } else {
         write!(out, "{}", t.format("%H:%M:%S%.3f"))
     };
-}
-
-trait NanoZero {
-    fn nanosecond_is_zero(&self) -> bool;
-}
-impl NanoZero for NaiveTime {
-    fn nanosecond_is_zero(&self) -> bool {
-        chrono::Timelike::nanosecond(self) == 0
-    }
 }
 
 /// Writes `s` as a JSON string literal.

@@ -5,6 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use futures_util::StreamExt as _;
 use gcp_bigquery_client::error::BQError;
 use gcp_bigquery_client::model::dataset::Dataset;
 use gcp_bigquery_client::model::job::Job;
@@ -76,17 +77,7 @@ impl BigQueryClient {
         let found = self
             .retry
             .run("datasets.get", || async {
-                match self.client.dataset().get(project, dataset).await {
-                    Ok(_) => Ok(true),
-                    Err(e) => {
-                        let e = map_error(e);
-                        if e.is_not_found() {
-                            Ok(false)
-                        } else {
-                            Err(e)
-                        }
-                    }
-                }
+                succeeded_unless(self.client.dataset().get(project, dataset).await, ApiError::is_not_found)
             })
             .await?;
         if found {
@@ -98,18 +89,17 @@ impl BigQueryClient {
                 if let Some(l) = location {
                     ds = ds.location(l);
                 }
-                match self.client.dataset().create(ds).await {
-                    Ok(_) => Ok(true),
-                    Err(e) => {
-                        let e = map_error(e);
-                        // Someone else created it in between: fine.
-                        if e.is_conflict() {
-                            Ok(false)
-                        } else {
-                            Err(e)
-                        }
-                    }
-                }
+                // A conflict means someone else created it in between: fine.
+                succeeded_unless(self.client.dataset().create(ds).await, ApiError::is_conflict)
+            })
+            .await
+    }
+
+    /// Whether the table exists.
+    pub async fn table_exists(&self, project: &str, dataset: &str, table: &str) -> Result<bool, ApiError> {
+        self.retry
+            .run("tables.get", || async {
+                succeeded_unless(self.client.table().get(project, dataset, table, None).await, ApiError::is_not_found)
             })
             .await
     }
@@ -124,23 +114,7 @@ impl BigQueryClient {
         table: &str,
         location: Option<&str>,
     ) -> Result<Option<u64>, ApiError> {
-        let exists = self
-            .retry
-            .run("tables.get", || async {
-                match self.client.table().get(project, dataset, table, None).await {
-                    Ok(_) => Ok(true),
-                    Err(e) => {
-                        let e = map_error(e);
-                        if e.is_not_found() {
-                            Ok(false)
-                        } else {
-                            Err(e)
-                        }
-                    }
-                }
-            })
-            .await?;
-        if !exists {
+        if !self.table_exists(project, dataset, table).await? {
             return Ok(None);
         }
         // Identifiers were validated against BigQuery's rules; backticks quote them.
@@ -185,7 +159,7 @@ impl BigQueryClient {
         if let Some(l) = req.location {
             job_ref["location"] = l.into();
         }
-        let job = json!({
+        let mut job = json!({
             "jobReference": job_ref,
             "configuration": {"load": {
                 "destinationTable": {"projectId": req.project, "datasetId": req.dataset, "tableId": req.table},
@@ -195,7 +169,6 @@ impl BigQueryClient {
                 "maxBadRecords": 0,
             }},
         });
-        let mut job = job;
         if !schema.is_empty() {
             job["configuration"]["load"]["schema"] = json!({"fields": schema});
         }
@@ -295,7 +268,15 @@ impl BigQueryClient {
     }
 }
 
-use futures_util::StreamExt as _;
+/// Ok(true) when the call succeeded, Ok(false) when it failed with an error `tolerated` accepts
+/// (404 for "does it exist", 409 for "create unless it exists").
+fn succeeded_unless<T>(r: Result<T, BQError>, tolerated: fn(&ApiError) -> bool) -> Result<bool, ApiError> {
+    match r.map_err(map_error) {
+        Ok(_) => Ok(true),
+        Err(e) if tolerated(&e) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
 
 fn transport(e: reqwest::Error) -> ApiError {
     ApiError::transport(API, format!("request failed: {}", super::sheets::error_chain(&e)))

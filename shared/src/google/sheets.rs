@@ -1,5 +1,6 @@
 //! Reading Google Sheets with the Sheets API v4 (google-sheets4): tab lookup by gid or title,
-//! column number formats, and values in row windows. Every call goes through the retry policy.
+//! the rectangle a config asks for, column number formats, the header row, and values in row
+//! windows. Every call goes through the retry policy. Both sheet-reading kinds use this module.
 
 use google_sheets4::api::Scope;
 use google_sheets4::Sheets;
@@ -8,6 +9,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 
 use super::auth::Credentials;
 use super::retry::{ApiError, RetryPolicy};
+use crate::a1::{self, A1Range};
+use crate::error::JobError;
 use crate::schema::NumFmt;
 
 const API: &str = "sheets";
@@ -24,6 +27,79 @@ pub struct TabInfo {
     pub title: String,
     pub row_count: u32,
     pub col_count: u32,
+}
+
+/// A tab and the rectangle of it to read, resolved against its grid (columns 0-based, rows
+/// 1-based, inclusive).
+#[derive(Debug, Clone)]
+pub struct SheetBounds {
+    pub tab: TabInfo,
+    pub c0: u32,
+    pub c1: u32,
+    pub header_row: u32,
+    pub last_row: u32,
+}
+
+impl SheetBounds {
+    /// Picks the tab — the range's tab, then `worksheet`, then the URL's `gid`, then the first
+    /// tab — and clips `range` to its grid. `header_row` counts from the first row of the range.
+    pub fn resolve(
+        spreadsheet_id: &str,
+        tabs: &[TabInfo],
+        range: &A1Range,
+        worksheet: Option<&str>,
+        gid: Option<i64>,
+        header_row: u32,
+    ) -> Result<SheetBounds, JobError> {
+        let list = || tabs.iter().map(|t| format!("{:?} (gid {})", t.title, t.sheet_id)).collect::<Vec<_>>().join(", ");
+        let tab = if let Some(title) = range.tab.as_deref().or(worksheet) {
+            tabs.iter()
+                .find(|t| t.title == title)
+                .or_else(|| tabs.iter().find(|t| t.title.eq_ignore_ascii_case(title)))
+                .ok_or_else(|| {
+                    JobError::source(format!(
+                        "spreadsheet {spreadsheet_id} has no tab named {title:?} (tabs: {})",
+                        list()
+                    ))
+                })?
+        } else if let Some(gid) = gid {
+            tabs.iter().find(|t| t.sheet_id == gid).ok_or_else(|| {
+                JobError::source(format!("spreadsheet {spreadsheet_id} has no tab with gid {gid} (tabs: {})", list()))
+            })?
+        } else {
+            tabs.first().ok_or_else(|| JobError::source(format!("spreadsheet {spreadsheet_id} has no tabs")))?
+        }
+        .clone();
+        let max_col = tab.col_count.max(1) - 1;
+        let c0 = range.start_col.unwrap_or(0);
+        let c1 = range.end_col.unwrap_or(max_col).min(max_col.max(c0));
+        let header_row = range.start_row.unwrap_or(1) + header_row - 1;
+        let last_row = range.end_row.unwrap_or(tab.row_count).min(tab.row_count.max(header_row));
+        Ok(SheetBounds { tab, c0, c1, header_row, last_row })
+    }
+
+    /// Rows `r0..=r1` of the rectangle in A1 notation.
+    pub fn rows(&self, r0: u32, r1: u32) -> String {
+        a1::range(&self.tab.title, self.c0, r0, self.c1, r1)
+    }
+
+    /// The reference of a cell, by its 0-based column within the rectangle.
+    pub fn cell_ref(&self, col: usize, row: u32) -> String {
+        a1::cell_ref(&self.tab.title, self.c0 + col as u32, row)
+    }
+}
+
+/// A failed Sheets read as a job error, with what to check for 403 and 404. `url_field` names the
+/// config field holding the sheet's URL.
+pub fn read_error(e: ApiError, what: &str, url_field: &str) -> JobError {
+    let hint = match e.status {
+        Some(403) => {
+            " (share the spreadsheet with the job's service account, or check the Sheets API is enabled)".into()
+        }
+        Some(404) => format!(" (check {url_field})"),
+        _ => String::new(),
+    };
+    JobError::source(format!("{what}: {e}{hint}"))
 }
 
 /// A Sheets API v4 client.
@@ -115,8 +191,7 @@ impl SheetsClient {
         let mut counts: Vec<[u32; 5]> = vec![[0; 5]; width];
         for sheet in ss.sheets.unwrap_or_default() {
             for data in sheet.data.unwrap_or_default() {
-                let start = data.start_column.unwrap_or(0).max(0) as usize;
-                let _ = start; // the requested range starts at column 0 of `counts`
+                // The requested range starts at column 0 of `counts`.
                 for row in data.row_data.unwrap_or_default() {
                     for (i, cell) in row.values.unwrap_or_default().into_iter().enumerate() {
                         let Some(t) = cell.effective_format.and_then(|f| f.number_format).and_then(|n| n.type_) else {
@@ -144,6 +219,22 @@ impl SheetsClient {
                 // has a few text notes in it, and those widen it to STRING anyway.
                 let best = (1..5).max_by_key(|&i| c[i]).filter(|&i| c[i] > 0).unwrap_or(0);
                 FMTS[best]
+            })
+            .collect())
+    }
+
+    /// The header row of `b` as displayed (formatted values; blank cells are empty strings).
+    pub async fn header(&self, spreadsheet_id: &str, b: &SheetBounds) -> Result<Vec<String>, ApiError> {
+        let rows = self.values(spreadsheet_id, &b.rows(b.header_row, b.header_row), true).await?;
+        Ok(rows
+            .into_iter()
+            .next()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| match v {
+                serde_json::Value::String(s) => s,
+                serde_json::Value::Null => String::new(),
+                other => other.to_string(),
             })
             .collect())
     }

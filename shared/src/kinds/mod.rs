@@ -52,9 +52,11 @@ pub struct RunContext {
     pub inflight_job: Arc<std::sync::Mutex<Option<InflightJob>>>,
 }
 
-/// A server-side job the unit started and that an interruption should cancel.
-#[derive(Debug, Clone)]
+/// A server-side job the unit started and that an interruption should cancel, with the client
+/// that started it.
+#[derive(Clone)]
 pub struct InflightJob {
+    pub client: crate::google::bigquery::BigQueryClient,
     pub project: String,
     pub job_id: String,
     pub location: Option<String>,

@@ -12,12 +12,12 @@ use std::time::Instant;
 use serde_json::json;
 
 use super::{InflightJob, Report, RunContext, Unit};
-use crate::a1::{self, A1Range};
+use crate::a1::A1Range;
 use crate::config::{ColumnType, SchemaHandling, SheetToBigQuery, WriteMode};
 use crate::error::{JobError, JobResult};
 use crate::google::bigquery::{Field, LoadRequest};
 use crate::google::retry::ApiError;
-use crate::google::sheets::TabInfo;
+use crate::google::sheets::{read_error, SheetBounds, TabInfo};
 use crate::schema::{self, Cell, ColumnStats, NumFmt};
 
 /// Rows sampled for column number formats.
@@ -35,62 +35,20 @@ impl SheetToBigQueryUnit {
 }
 
 fn source_err(e: ApiError, what: &str) -> JobError {
-    let hint = match e.status {
-        Some(403) => " (share the spreadsheet with the job's service account, or check the Sheets API is enabled)",
-        Some(404) => " (check google_sheet_url)",
-        _ => "",
-    };
-    JobError::source(format!("{what}: {e}{hint}"))
+    read_error(e, what, "google_sheet_url")
 }
 
 fn dest_err(e: ApiError, what: &str) -> JobError {
     JobError::destination(format!("{what}: {e}"))
 }
 
-/// The rectangle of the sheet to read, resolved against the tab's grid.
-#[derive(Debug)]
-struct Bounds {
-    tab: TabInfo,
-    c0: u32,
-    c1: u32,
-    header_row: u32,
-    last_row: u32,
-}
-
-/// Picks the tab (range's tab, then `worksheet`, then the URL's gid, then the first tab) and
-/// clips the configured range to its grid.
-fn resolve_bounds(s: &SheetToBigQuery, tabs: Vec<TabInfo>) -> JobResult<Bounds> {
+/// The tab and rectangle a config asks for, resolved against the spreadsheet's tabs.
+fn resolve_bounds(s: &SheetToBigQuery, tabs: &[TabInfo]) -> JobResult<SheetBounds> {
     let range = match &s.range {
         Some(r) => A1Range::parse(r).map_err(|e| JobError::config(format!("range: {e}")))?,
         None => A1Range::default(),
     };
-    let list = || tabs.iter().map(|t| format!("{:?} (gid {})", t.title, t.sheet_id)).collect::<Vec<_>>().join(", ");
-    let tab = if let Some(title) = range.tab.as_ref().or(s.worksheet.as_ref()) {
-        tabs.iter()
-            .find(|t| &t.title == title)
-            .or_else(|| tabs.iter().find(|t| t.title.eq_ignore_ascii_case(title)))
-            .ok_or_else(|| {
-                JobError::source(format!(
-                    "spreadsheet {} has no tab named {title:?} (tabs: {})",
-                    s.spreadsheet_id,
-                    list()
-                ))
-            })?
-    } else if let Some(gid) = s.gid {
-        tabs.iter().find(|t| t.sheet_id == gid).ok_or_else(|| {
-            JobError::source(format!("spreadsheet {} has no tab with gid {gid} (tabs: {})", s.spreadsheet_id, list()))
-        })?
-    } else {
-        tabs.first().ok_or_else(|| JobError::source(format!("spreadsheet {} has no tabs", s.spreadsheet_id)))?
-    }
-    .clone();
-    let max_col = tab.col_count.max(1) - 1;
-    let c0 = range.start_col.unwrap_or(0);
-    let c1 = range.end_col.unwrap_or(max_col).min(max_col.max(c0));
-    let r0 = range.start_row.unwrap_or(1);
-    let header_row = r0 + s.header_row - 1;
-    let last_row = range.end_row.unwrap_or(tab.row_count).min(tab.row_count.max(header_row));
-    Ok(Bounds { tab, c0, c1, header_row, last_row })
+    SheetBounds::resolve(&s.spreadsheet_id, tabs, &range, s.worksheet.as_deref(), s.gid, s.header_row)
 }
 
 /// A compact on-disk spool of rows: row number, then tagged cells.
@@ -190,30 +148,17 @@ impl Unit for SheetToBigQueryUnit {
 
         // 1. Where to read.
         let tabs = sheets.tabs(&s.spreadsheet_id).await.map_err(|e| source_err(e, "reading the spreadsheet"))?;
-        let b = resolve_bounds(s, tabs)?;
+        let b = resolve_bounds(s, &tabs)?;
         let tab = b.tab.title.clone();
         tracing::info!(
             spreadsheet = %s.spreadsheet_id, tab = %tab, gid = b.tab.sheet_id,
-            range = %a1::range(&tab, b.c0, b.header_row, b.c1, b.last_row),
+            range = %b.rows(b.header_row, b.last_row),
             "reading sheet"
         );
 
         // 2. Header row (as displayed).
-        let header_vals = sheets
-            .values(&s.spreadsheet_id, &a1::range(&tab, b.c0, b.header_row, b.c1, b.header_row), true)
-            .await
-            .map_err(|e| source_err(e, "reading the header row"))?;
-        let header_cells: Vec<String> = header_vals
-            .into_iter()
-            .next()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|v| match v {
-                serde_json::Value::String(s) => s,
-                serde_json::Value::Null => String::new(),
-                other => other.to_string(),
-            })
-            .collect();
+        let header_cells =
+            sheets.header(&s.spreadsheet_id, &b).await.map_err(|e| source_err(e, "reading the header row"))?;
 
         // 3. Number formats of the first data rows, per column.
         let grid_width = (b.c1 - b.c0 + 1) as usize;
@@ -222,7 +167,7 @@ impl Unit for SheetToBigQueryUnit {
         } else {
             let end = (b.header_row + FORMAT_SAMPLE_ROWS).min(b.last_row);
             sheets
-                .column_formats(&s.spreadsheet_id, &a1::range(&tab, b.c0, b.header_row + 1, b.c1, end), grid_width)
+                .column_formats(&s.spreadsheet_id, &b.rows(b.header_row + 1, end), grid_width)
                 .await
                 .map_err(|e| source_err(e, "reading column formats"))?
         };
@@ -240,7 +185,7 @@ impl Unit for SheetToBigQueryUnit {
         while row <= b.last_row {
             let end = (row + s.window_rows - 1).min(b.last_row);
             let values = sheets
-                .values(&s.spreadsheet_id, &a1::range(&tab, b.c0, row, b.c1, end), formatted)
+                .values(&s.spreadsheet_id, &b.rows(row, end), formatted)
                 .await
                 .map_err(|e| source_err(e, &format!("reading rows {row}-{end}")))?;
             windows += 1;
@@ -280,11 +225,11 @@ impl Unit for SheetToBigQueryUnit {
         stats.resize_with(width.max(stats.len()), ColumnStats::default);
 
         if width == 0 {
-            return self.nothing_to_load(ctx, 0, "the sheet is empty (no header and no data)").await;
+            return self.nothing_to_load(ctx, "the sheet is empty (no header and no data)").await;
         }
 
         // 5. Columns: names and types.
-        let mut headers: Vec<String> = header_cells.clone();
+        let mut headers = header_cells;
         headers.resize(width, String::new());
         let names = schema::normalize_headers(&headers, b.c0);
         let mut columns: Vec<Column> = (0..width)
@@ -344,7 +289,7 @@ impl Unit for SheetToBigQueryUnit {
             let st = &stats[c.src];
             if st.errors > 0 {
                 let (r, e) = st.first_error.clone().unwrap_or_default();
-                tracing::warn!(column = %c.name, count = st.errors, first = %a1::cell_ref(&tab, b.c0 + c.src as u32, r), error = %e, "formula errors loaded as NULL");
+                tracing::warn!(column = %c.name, count = st.errors, first = %b.cell_ref(c.src, r), error = %e, "formula errors loaded as NULL");
             }
         }
         let mapping: Vec<serde_json::Value> =
@@ -371,7 +316,6 @@ impl Unit for SheetToBigQueryUnit {
         let mut bad: Vec<String> = Vec::new();
         let mut bad_total: u64 = 0;
         let mut line = String::with_capacity(4096);
-        let mut rows_written: u64 = 0;
         while let Some(sheet_row) = read_row(&mut reader, &mut cells).map_err(io_err("reading the spool"))? {
             line.clear();
             line.push('{');
@@ -392,7 +336,7 @@ impl Unit for SheetToBigQueryUnit {
                             if bad.len() < s.max_cell_errors as usize {
                                 bad.push(format!(
                                     "{}: empty, but column {} is REQUIRED",
-                                    a1::cell_ref(&tab, b.c0 + c.src as u32, sheet_row),
+                                    b.cell_ref(c.src, sheet_row),
                                     c.name
                                 ));
                             }
@@ -402,14 +346,13 @@ impl Unit for SheetToBigQueryUnit {
                         line.truncate(mark);
                         bad_total += 1;
                         if bad.len() < s.max_cell_errors as usize {
-                            bad.push(format!("{}: {}", a1::cell_ref(&tab, b.c0 + c.src as u32, sheet_row), m.0));
+                            bad.push(format!("{}: {}", b.cell_ref(c.src, sheet_row), m.0));
                         }
                     }
                 }
             }
             line.push_str("}\n");
             out.write_all(line.as_bytes()).map_err(io_err("writing the staging file"))?;
-            rows_written += 1;
         }
         out.flush().map_err(io_err("writing the staging file"))?;
         drop(out);
@@ -419,15 +362,17 @@ impl Unit for SheetToBigQueryUnit {
                 bad.push(format!("… and {more} more"));
             }
             return Err(JobError::validation(format!(
-                "{bad_total} cell(s) do not fit the declared schema; nothing was loaded into {}.{}.{}",
-                s.project_id, s.dataset_id, s.table_id
+                "{bad_total} cell(s) do not fit the declared schema; nothing was loaded into {}",
+                s.table_ref()
             ))
             .with_details(bad));
         }
 
         if rows_read == 0 {
-            return self.nothing_to_load(ctx, 0, "the sheet has a header but no data rows").await;
+            return self.nothing_to_load(ctx, "the sheet has a header but no data rows").await;
         }
+        // Every spooled row became one NDJSON line.
+        let rows_written = rows_read;
 
         // 7. Destination and guards.
         let created = bq
@@ -444,32 +389,12 @@ impl Unit for SheetToBigQueryUnit {
         self.check_shrink(before, rows_written)?;
 
         // 8. Load.
-        let job_id = load_job_id(&self.name, &ctx.run_key);
         let fields: Vec<Field> =
             columns.iter().map(|c| Field { name: c.name.clone(), column_type: c.ty, required: c.required }).collect();
-        if let Ok(mut slot) = ctx.inflight_job.lock() {
-            *slot = Some(InflightJob {
-                project: s.project_id.clone(),
-                job_id: job_id.clone(),
-                location: s.location.clone(),
-            });
-        }
         let load_started = Instant::now();
-        let req = LoadRequest {
-            project: &s.project_id,
-            dataset: &s.dataset_id,
-            table: &s.table_id,
-            location: s.location.as_deref(),
-            fields: &fields,
-            write_mode: s.write_mode,
-            job_id: &job_id,
-        };
         let bytes = ndjson.as_file().metadata().map(|m| m.len()).unwrap_or(0);
-        tracing::info!(rows = rows_written, bytes, job_id = %job_id, write_mode = s.write_mode.as_str(), "loading into BigQuery");
-        let bq_job = bq.load_ndjson(&req, ndjson.path()).await.map_err(|e| dest_err(e, "loading into BigQuery"))?;
-        if let Ok(mut slot) = ctx.inflight_job.lock() {
-            *slot = None;
-        }
+        tracing::info!(rows = rows_written, bytes, write_mode = s.write_mode.as_str(), "loading into BigQuery");
+        let bq_job = self.load(ctx, &fields, s.write_mode, ndjson.path(), "loading into BigQuery").await?;
 
         // 9. Check.
         let after = bq
@@ -481,13 +406,12 @@ impl Unit for SheetToBigQueryUnit {
             WriteMode::Replace => rows_written,
             WriteMode::Append => before.unwrap_or(0) + rows_written,
         };
+        let table = s.table_ref();
         if after != expected {
             return Err(JobError::destination(format!(
-                "row count check failed: {}.{}.{} has {after} rows after the load, expected {expected}",
-                s.project_id, s.dataset_id, s.table_id
+                "row count check failed: {table} has {after} rows after the load, expected {expected}"
             )));
         }
-        let table = format!("{}.{}.{}", s.project_id, s.dataset_id, s.table_id);
         Ok(Report {
             rows_read,
             rows_written,
@@ -514,52 +438,75 @@ impl Unit for SheetToBigQueryUnit {
 }
 
 impl SheetToBigQueryUnit {
-    /// Zero data rows: refuse to empty the table unless allowed; append has nothing to do.
-    async fn nothing_to_load(&self, ctx: &RunContext, rows: u64, why: &str) -> JobResult<Report> {
+    /// Loads `path` with one load job under this run's job id, leaving the job where an
+    /// interruption cancels it. Returns the BigQuery job id.
+    async fn load(
+        &self,
+        ctx: &RunContext,
+        fields: &[Field],
+        write_mode: WriteMode,
+        path: &std::path::Path,
+        what: &str,
+    ) -> JobResult<String> {
         let s = &self.s;
-        let table = format!("{}.{}.{}", s.project_id, s.dataset_id, s.table_id);
+        let bq = &ctx.services.bigquery;
+        let job_id = load_job_id(&self.name, &ctx.run_key);
+        let set_inflight = |job: Option<InflightJob>| {
+            if let Ok(mut slot) = ctx.inflight_job.lock() {
+                *slot = job;
+            }
+        };
+        set_inflight(Some(InflightJob {
+            client: bq.clone(),
+            project: s.project_id.clone(),
+            job_id: job_id.clone(),
+            location: s.location.clone(),
+        }));
+        let req = LoadRequest {
+            project: &s.project_id,
+            dataset: &s.dataset_id,
+            table: &s.table_id,
+            location: s.location.as_deref(),
+            fields,
+            write_mode,
+            job_id: &job_id,
+        };
+        let result = bq.load_ndjson(&req, path).await.map_err(|e| dest_err(e, what));
+        set_inflight(None);
+        result
+    }
+
+    /// Zero data rows: refuse to empty the table unless allowed; append has nothing to do.
+    async fn nothing_to_load(&self, ctx: &RunContext, why: &str) -> JobResult<Report> {
+        let s = &self.s;
+        let table = s.table_ref();
+        let report = |summary: String| Report {
+            rows_read: 0,
+            rows_written: 0,
+            summary,
+            details: json!({"destination": table, "write_mode": s.write_mode.as_str()}),
+        };
         match s.write_mode {
-            WriteMode::Append => Ok(Report {
-                rows_read: rows,
-                rows_written: 0,
-                summary: format!("{why}; nothing appended to {table}"),
-                details: json!({"destination": table, "write_mode": "append"}),
-            }),
+            WriteMode::Append => Ok(report(format!("{why}; nothing appended to {table}"))),
             WriteMode::Replace if !s.guards.allow_empty => Err(JobError::validation(format!(
                 "{why}; refusing to replace {table} with an empty table (set guards.allow_empty to allow it)"
             ))),
             WriteMode::Replace => {
-                // Allowed: load an empty file so the table is truncated atomically.
+                // Allowed: load an empty file so an existing table is truncated atomically; with
+                // no schema given, it keeps its own.
                 let bq = &ctx.services.bigquery;
                 bq.ensure_dataset(&s.project_id, &s.dataset_id, s.location.as_deref())
                     .await
                     .map_err(|e| dest_err(e, "preparing the dataset"))?;
-                let empty = tempfile::NamedTempFile::new().map_err(io_err("creating the staging file"))?;
                 let exists = bq
-                    .count_rows(&s.project_id, &s.dataset_id, &s.table_id, s.location.as_deref())
+                    .table_exists(&s.project_id, &s.dataset_id, &s.table_id)
                     .await
-                    .map_err(|e| dest_err(e, "counting the destination's rows"))?
-                    .is_some();
+                    .map_err(|e| dest_err(e, "looking up the destination table"))?;
                 if exists {
-                    // No schema: the existing table keeps its own.
-                    let job_id = load_job_id(&self.name, &ctx.run_key);
-                    let req = LoadRequest {
-                        project: &s.project_id,
-                        dataset: &s.dataset_id,
-                        table: &s.table_id,
-                        location: s.location.as_deref(),
-                        fields: &[],
-                        write_mode: WriteMode::Replace,
-                        job_id: &job_id,
-                    };
-                    bq.load_ndjson(&req, empty.path()).await.map_err(|e| dest_err(e, "emptying the table"))?;
+                    let empty = tempfile::NamedTempFile::new().map_err(io_err("creating the staging file"))?;
+                    self.load(ctx, &[], WriteMode::Replace, empty.path(), "emptying the table").await?;
                 }
-                Ok(Report {
-                    rows_read: rows,
-                    rows_written: 0,
-                    summary: format!("{why}; {table} emptied (guards.allow_empty)"),
-                    details: json!({"destination": table, "write_mode": "replace"}),
-                })
+                Ok(report(format!("{why}; {table} emptied (guards.allow_empty)")))
             }
         }
     }
@@ -576,8 +523,9 @@ impl SheetToBigQueryUnit {
         let shrink = (before - new_rows) as f64 / before as f64;
         if shrink > frac {
             return Err(JobError::validation(format!(
-                "refusing to replace {}.{}.{}: it would shrink from {before} to {new_rows} rows ({:.0}% fewer, more than guards.max_shrink_fraction = {frac})",
-                s.project_id, s.dataset_id, s.table_id, shrink * 100.0
+                "refusing to replace {}: it would shrink from {before} to {new_rows} rows ({:.0}% fewer, more than guards.max_shrink_fraction = {frac})",
+                s.table_ref(),
+                shrink * 100.0
             )));
         }
         Ok(())
@@ -614,13 +562,12 @@ mod tests {
     #[test]
     fn bounds_follow_gid_range_and_grid() {
         let tabs = vec![tab("One", 0), tab("Two", 77)];
-        let b =
-            resolve_bounds(&cfg("https://docs.google.com/spreadsheets/d/abcdefghijk/edit#gid=77", None), tabs.clone())
-                .unwrap();
+        let b = resolve_bounds(&cfg("https://docs.google.com/spreadsheets/d/abcdefghijk/edit#gid=77", None), &tabs)
+            .unwrap();
         assert_eq!((b.tab.title.as_str(), b.c0, b.c1, b.header_row, b.last_row), ("Two", 0, 25, 1, 1000));
-        let b = resolve_bounds(&cfg("abcdefghijk", Some("One!B3:D")), tabs.clone()).unwrap();
+        let b = resolve_bounds(&cfg("abcdefghijk", Some("One!B3:D")), &tabs).unwrap();
         assert_eq!((b.tab.title.as_str(), b.c0, b.c1, b.header_row, b.last_row), ("One", 1, 3, 3, 1000));
-        let err = resolve_bounds(&cfg("https://docs.google.com/spreadsheets/d/abcdefghijk/edit#gid=5", None), tabs)
+        let err = resolve_bounds(&cfg("https://docs.google.com/spreadsheets/d/abcdefghijk/edit#gid=5", None), &tabs)
             .unwrap_err();
         assert!(err.message.contains("no tab with gid 5"), "{}", err.message);
     }

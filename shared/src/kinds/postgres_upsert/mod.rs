@@ -75,7 +75,7 @@ use self::spec::{Mode, SourceSpec, UpsertSpec};
 use super::{Report, RunContext, Unit};
 use crate::error::{ErrorKind, JobError, JobResult};
 
-/// Validates a `postgres_upsert` spec (for `jobctl validate` and unit construction).
+/// Validates a `postgres_upsert` spec (config validation and unit construction).
 pub fn validate_spec(spec: &Value) -> Result<UpsertSpec, crate::error::ConfigError> {
     spec::parse(spec, &spec::EnvDefaults::from_process())
 }

@@ -16,7 +16,7 @@ use super::target::Table;
 use super::values::{self, Family, Raw};
 use crate::a1::{self, A1Range};
 use crate::error::{JobError, JobResult};
-use crate::google::sheets::{SheetsClient, TabInfo};
+use crate::google::sheets::{read_error, SheetBounds, SheetsClient};
 
 /// A source row that cannot be imported, and why.
 #[derive(Debug, Clone, PartialEq)]
@@ -488,66 +488,32 @@ pub struct SheetRows {
     read: u64,
 }
 
-fn sheet_err(e: crate::google::retry::ApiError, what: &str) -> JobError {
-    let hint = match e.status {
-        Some(403) => " (share the spreadsheet with the job's service account, or check the Sheets API is enabled)",
-        Some(404) => " (check spec.source.sheet.google_sheet_url)",
-        _ => "",
-    };
-    JobError::source(format!("{what}: {e}{hint}"))
-}
-
 /// Resolves the tab and range, reads the header row; returns the reader, the headers, the tab
 /// title and the first column index.
 pub async fn open_sheet(client: &SheetsClient, s: &SheetSpec, max_rows: u64) -> JobResult<(SheetRows, Vec<String>)> {
-    let tabs = client.tabs(&s.spreadsheet_id).await.map_err(|e| sheet_err(e, "reading the spreadsheet"))?;
+    let read_err = |e, what: &str| read_error(e, what, "spec.source.sheet.google_sheet_url");
+    let tabs = client.tabs(&s.spreadsheet_id).await.map_err(|e| read_err(e, "reading the spreadsheet"))?;
     let range = match &s.range {
         Some(r) => A1Range::parse(r).map_err(|e| JobError::config(format!("spec.source.sheet.range: {e}")))?,
         None => A1Range::default(),
     };
-    let list = || tabs.iter().map(|t| format!("{:?} (gid {})", t.title, t.sheet_id)).collect::<Vec<_>>().join(", ");
-    let pick = |f: &dyn Fn(&TabInfo) -> bool| tabs.iter().find(|t| f(t)).cloned();
-    let tab = if let Some(title) = range.tab.as_ref().or(s.worksheet.as_ref()) {
-        pick(&|t| &t.title == title).or_else(|| pick(&|t| t.title.eq_ignore_ascii_case(title))).ok_or_else(|| {
-            JobError::source(format!("spreadsheet {} has no tab named {title:?} (tabs: {})", s.spreadsheet_id, list()))
-        })?
-    } else if let Some(gid) = s.gid {
-        pick(&|t| t.sheet_id == gid).ok_or_else(|| {
-            JobError::source(format!("spreadsheet {} has no tab with gid {gid} (tabs: {})", s.spreadsheet_id, list()))
-        })?
-    } else {
-        tabs.first()
-            .cloned()
-            .ok_or_else(|| JobError::source(format!("spreadsheet {} has no tabs", s.spreadsheet_id)))?
-    };
-    let max_col = tab.col_count.max(1) - 1;
-    let c0 = range.start_col.unwrap_or(0);
-    let c1 = range.end_col.unwrap_or(max_col).min(max_col.max(c0));
-    let header_row = range.start_row.unwrap_or(1) + s.header_row - 1;
-    let last_row = range.end_row.unwrap_or(tab.row_count).min(tab.row_count.max(header_row));
-    let vals = client
-        .values(&s.spreadsheet_id, &a1::range(&tab.title, c0, header_row, c1, header_row), true)
+    let b = SheetBounds::resolve(&s.spreadsheet_id, &tabs, &range, s.worksheet.as_deref(), s.gid, s.header_row)?;
+    let headers: Vec<String> = client
+        .header(&s.spreadsheet_id, &b)
         .await
-        .map_err(|e| sheet_err(e, "reading the header row"))?;
-    let headers: Vec<String> = vals
+        .map_err(|e| read_err(e, "reading the header row"))?
         .into_iter()
-        .next()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|v| match v {
-            Value::String(s) => s.trim().to_string(),
-            Value::Null => String::new(),
-            other => other.to_string(),
-        })
+        .map(|h| h.trim().to_string())
         .collect();
     if headers.iter().all(|h| h.is_empty()) {
-        return Err(JobError::source(format!("{} has no header in row {header_row}", a1::quote_tab(&tab.title))));
+        return Err(JobError::source(format!("{} has no header in row {}", a1::quote_tab(&b.tab.title), b.header_row)));
     }
-    tracing::info!(spreadsheet = %s.spreadsheet_id, tab = %tab.title, range = %a1::range(&tab.title, c0, header_row, c1, last_row), "reading sheet");
+    tracing::info!(spreadsheet = %s.spreadsheet_id, tab = %b.tab.title, range = %b.rows(b.header_row, b.last_row), "reading sheet");
+    let (tab, c0, c1, header_row, last_row) = (b.tab, b.c0, b.c1, b.header_row, b.last_row);
     let rows = SheetRows {
         client: client.clone(),
         spreadsheet_id: s.spreadsheet_id.clone(),
-        tab: tab.title.clone(),
+        tab: tab.title,
         c0,
         c1,
         next_row: header_row + 1,
@@ -587,7 +553,7 @@ impl SheetRows {
             .client
             .values(&self.spreadsheet_id, &a1::range(&self.tab, self.c0, r0, self.c1, r1), false)
             .await
-            .map_err(|e| sheet_err(e, &format!("reading rows {r0}-{r1}")))?;
+            .map_err(|e| read_error(e, &format!("reading rows {r0}-{r1}"), "spec.source.sheet.google_sheet_url"))?;
         self.next_row = r1 + 1;
         let mut chunk = Chunk::default();
         let mut raws: Vec<Raw<'_>> = Vec::new();

@@ -102,9 +102,7 @@ impl<'a> Raw<'a> {
             serde_json::Value::Bool(b) => Raw::Bool(*b),
             serde_json::Value::Number(n) => n.as_f64().map_or(Raw::Empty, Raw::Num),
             serde_json::Value::String(s) if s.is_empty() => Raw::Empty,
-            serde_json::Value::String(s) if s.starts_with('#') && SHEET_ERRORS.contains(&s.as_str()) => {
-                Raw::FormulaError(s)
-            }
+            serde_json::Value::String(s) if crate::schema::is_sheet_error(s) => Raw::FormulaError(s),
             serde_json::Value::String(s) => Raw::Str(s),
             _ => Raw::Empty,
         }
@@ -132,9 +130,6 @@ impl<'a> Raw<'a> {
         }
     }
 }
-
-const SHEET_ERRORS: &[&str] =
-    &["#N/A", "#DIV/0!", "#REF!", "#VALUE!", "#NAME?", "#NUM!", "#NULL!", "#ERROR!", "#SPILL!", "#CALC!"];
 
 /// `\N`: NULL in COPY's text format.
 pub fn put_null(out: &mut BytesMut) {
@@ -221,23 +216,12 @@ fn put_number(out: &mut BytesMut, n: f64, family: &Family) -> Result<(), String>
             Ok(())
         }
         Family::Timestamp | Family::Timestamptz => {
-            let d = serial_to_datetime(n).ok_or_else(|| format!("{text} is not a date-time"))?;
+            let d = crate::schema::serial_to_datetime(n).ok_or_else(|| format!("{text} is not a date-time"))?;
             out.put_slice(d.format("%Y-%m-%d %H:%M:%S%.f").to_string().as_bytes());
             Ok(())
         }
         f => Err(format!("{text} is not {}", f.describe())),
     }
-}
-
-/// Days between the Sheets epoch (1899-12-30) and the Unix epoch.
-const SERIAL_UNIX_OFFSET_DAYS: i64 = 25_569;
-
-fn serial_to_datetime(serial: f64) -> Option<NaiveDateTime> {
-    if !serial.is_finite() || serial.abs() > 3_000_000.0 {
-        return None;
-    }
-    let ms = (serial * 86_400_000.0).round() as i64;
-    DateTime::from_timestamp_millis(ms - SERIAL_UNIX_OFFSET_DAYS * 86_400_000).map(|d| d.naive_utc())
 }
 
 fn check_len(s: &str, max: Option<usize>) -> Result<(), String> {
