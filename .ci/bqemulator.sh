@@ -41,6 +41,11 @@ cmd_install() {
   mkdir -p "$(dirname "$venv")"
   venv="$(cd "$(dirname "$venv")" && pwd)/$(basename "$venv")"
   if [[ ! -x "$venv/bin/python" ]]; then
+    # Debian's python3 ships venv support separately.
+    if ! "$PY" -c 'import ensurepip' 2>/dev/null && command -v apt-get >/dev/null; then
+      echo "installing python3-venv" >&2
+      DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 && apt-get install -y -qq python3-venv >&2
+    fi
     echo "creating venv $venv" >&2
     "$PY" -m venv "$venv" >&2
   fi
@@ -59,7 +64,9 @@ print(os.path.join(os.path.dirname(m.__file__), "extensions", "v" + sys.argv[1],
 EOF
 )"
   [[ -f "$ext_src" ]] || die "spatial extension not found at $ext_src"
-  ext_dst="$venv/home/.duckdb/extensions/v$DUCKDB_VERSION/linux_amd64"
+  local platform
+  platform="$("$venv/bin/python" -c 'import duckdb; print(duckdb.execute("PRAGMA platform").fetchone()[0])')"
+  ext_dst="$venv/home/.duckdb/extensions/v$DUCKDB_VERSION/$platform"
   mkdir -p "$ext_dst"
   if ! cmp -s "$ext_src" "$ext_dst/spatial.duckdb_extension"; then
     cp "$ext_src" "$ext_dst/spatial.duckdb_extension"

@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
 # Benchmark: one sheet → BigQuery load with the release `job`, against the local Sheets server
 # and the BigQuery emulator, at 1M cells (50,000 rows × 20 mixed columns) and 5M cells
-# (250,000 × 20). Prints wall time, the job's CPU time (user+sys) and peak RSS, and the I/O floor
-# measured in the same run: the same windows fetched and the same NDJSON bytes uploaded by curl.
+# (250,000 × 20). Prints wall time, the job's CPU time (user+sys) and peak RSS, and a plain HTTP
+# client baseline measured in the same run: the same windows fetched by curl (one process per
+# window) and NDJSON of the same rows uploaded by curl (with schema auto-detection).
 #
 #   bench/sheet_load.sh            # both sizes
 #   SIZES="50000" bench/sheet_load.sh
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/../scripts/lib.sh"
 cd "$REPO_ROOT"
 
 SIZES="${SIZES:-50000 250000}"
 COLS=20
 WINDOW="${WINDOW:-10000}"
+[[ -x /usr/bin/time ]] || { echo "GNU time is needed: apt-get install -y time" >&2; exit 1; }
 ensure_emulator
 log "building release binaries"
 cargo build --release --quiet -p sheettobigquery-job -p sheettobigquery-tests --bin job --bin sheets-server
@@ -24,12 +27,13 @@ gen_args=()
 for rows in $SIZES; do gen_args+=(--generate "bench${rows}:${rows}x${COLS}"); done
 "$rel/sheets-server" "${gen_args[@]}" --port-file "$work/port" >"$work/sheets.log" 2>&1 &
 sheets_pid=$!
+# shellcheck disable=SC2064 # expand now: the trap must stop these very processes
 trap "kill $sheets_pid 2>/dev/null || true; '$REPO_ROOT/.ci/bqemulator.sh' stop '$bq_port' >/dev/null 2>&1 || true; rm -rf '$work'" EXIT
 for _ in $(seq 1 100); do [[ -s "$work/port" ]] && break; sleep 0.1; done
 sheets="http://127.0.0.1:$(cat "$work/port")"
 bq="http://127.0.0.1:$bq_port"
 
-printf '\n%-10s %-8s %10s %10s %10s %12s %12s %12s\n' cells rows "wall s" "cpu s" "cpu s/Mc" "peak RSS MiB" "floor s" "NDJSON MiB"
+printf '\n%-10s %-8s %10s %10s %10s %12s %12s %12s\n' cells rows "wall s" "cpu s" "cpu s/Mc" "peak RSS MiB" "curl s" "NDJSON MiB"
 for rows in $SIZES; do
   id="bench${rows}"
   cfg="{\"name\":\"bench_${rows}\",\"google_sheet_url\":\"$id\",\"google_cloud_project_id\":\"test-proj\",\"bigquery_dataset_id\":\"bench\",\"bigquery_table_id\":\"t_${rows}\",\"schema_handling\":\"auto_detect\",\"window_rows\":$WINDOW}"
@@ -43,10 +47,13 @@ for rows in $SIZES; do
   start=$(date +%s.%N)
   curl -sf "$sheets/v4/spreadsheets/$id?fields=sheets.properties" -o /dev/null
   last=$((rows + 1))
+  last_col=$(python3 -c "n=$COLS; s=''
+while n: n, r = divmod(n - 1, 26); s = chr(65 + r) + s
+print(s)")
   : >"$work/values.jsonl"
   for ((r = 2; r <= last; r += WINDOW)); do
     end=$((r + WINDOW - 1)); ((end > last)) && end=$last
-    curl -sf "$sheets/v4/spreadsheets/$id/values/Sheet1!A$r:T$end?valueRenderOption=UNFORMATTED_VALUE&dateTimeRenderOption=SERIAL_NUMBER" >>"$work/values.jsonl"
+    curl -sf "$sheets/v4/spreadsheets/$id/values/Sheet1!A$r:$last_col$end?valueRenderOption=UNFORMATTED_VALUE&dateTimeRenderOption=SERIAL_NUMBER" >>"$work/values.jsonl"
     echo >>"$work/values.jsonl"
   done
   fetched=$(date +%s.%N)

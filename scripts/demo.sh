@@ -7,6 +7,7 @@
 #   scripts/demo.sh           # run the demo, then stop the local servers
 #   KEEP=1 scripts/demo.sh    # leave them running and print how to reach them
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/lib.sh"
 cd "$REPO_ROOT"
 

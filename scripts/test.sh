@@ -3,6 +3,7 @@
 # BigQuery emulator (installed into a venv and started on free ports), the local Sheets API
 # server and the workspace's binaries. Extra arguments go to `cargo nextest run`.
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/lib.sh"
 cd "$REPO_ROOT"
 
