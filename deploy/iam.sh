@@ -7,7 +7,7 @@
 #
 # Settings (environment):
 #   PROJECT_ID          the project that runs everything (required)
-#   REGION              the Cloud Run region (required for `resources`)
+#   REGION              the Cloud Run region (required; `accounts` grants the Artifact Registry repo in it)
 #   BIGQUERY_PROJECTS   comma-separated projects the configs load into
 #                       (google_cloud_project_id); default PROJECT_ID
 #   DATASETS            comma-separated destination datasets, `dataset` or `project:dataset`
@@ -32,8 +32,6 @@
 #   sheettobigquery-orchestrator@ (runs `orchestrator serve` or `orchestrator run`)
 #     - custom role sheettobigqueryJobRunner (deploy/orchestrator-role.yaml) on the job
 #       sheettobigquery-job only: run.jobs.runWithOverrides, run.executions.get/list/cancel …
-#     - custom role sheettobigqueryOperationsReader (deploy/orchestrator-operations-role.yaml)
-#       on the project: run.operations.get (the operation jobs:run returns).
 #     - roles/iam.serviceAccountUser on sheettobigquery-job@ only (iam.serviceAccounts.actAs):
 #       the executions it starts run as that account.
 #     - roles/cloudsql.client on the project; roles/secretmanager.secretAccessor on the
@@ -92,6 +90,7 @@ secret_access() {
 
 accounts() {
   local project_number build_sa bq_project dataset dataset_project location_flag
+  : "${REGION:?set REGION}" # checked before any grant, not half-way through
   project_number="$(gcloud projects describe "$PROJECT_ID" --format='value(projectNumber)')"
   build_sa="${BUILD_SA:-${project_number}@cloudbuild.gserviceaccount.com}"
 
@@ -99,7 +98,6 @@ accounts() {
   ensure_sa sheettobigquery-orchestrator "sheettobigquery orchestrator (starts job executions)"
   ensure_sa sheettobigquery-scheduler "sheettobigquery Cloud Scheduler caller"
   ensure_role sheettobigqueryJobRunner "$here/orchestrator-role.yaml"
-  ensure_role sheettobigqueryOperationsReader "$here/orchestrator-operations-role.yaml"
 
   # The job.
   for bq_project in ${BIGQUERY_PROJECTS//,/ }; do
@@ -117,7 +115,6 @@ accounts() {
   secret_access sheettobigquery-postgres-password "serviceAccount:${JOB_SA}"
 
   # The orchestrator.
-  project_role "$PROJECT_ID" "serviceAccount:${ORCH_SA}" "projects/${PROJECT_ID}/roles/sheettobigqueryOperationsReader"
   project_role "$PROJECT_ID" "serviceAccount:${ORCH_SA}" roles/cloudsql.client
   gcloud iam service-accounts add-iam-policy-binding "$JOB_SA" --project="$PROJECT_ID" \
     --member="serviceAccount:${ORCH_SA}" --role=roles/iam.serviceAccountUser >/dev/null

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use serde_json::json;
+use testkit::proc::{Running, Signal};
 use testkit::sheets_server::{Spreadsheet, Tab};
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::support::{assert_failed, assert_ok, Env};
 
@@ -285,34 +285,17 @@ async fn sigterm_mid_read_leaves_the_table_untouched() {
     rows.extend((1..=3000).map(|i: u64| vec![i.to_string()]));
     env.sheets.server().put(Spreadsheet::new("sigterm00001").with_tab(Tab::from_input("Sheet1", 0, rows)));
     env.sheets.server().set_delay(Duration::from_millis(300));
-    let path = env.dir.path().join("sigterm.json");
     let mut slow = cfg.clone();
     slow["window_rows"] = json!(100);
-    std::fs::write(&path, slow.to_string()).unwrap();
-    let mut child =
-        testkit::proc::job_command(&env.url(), &[]).args(["--config-file", path.to_str().unwrap()]).spawn().unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let mut seen = Vec::new();
-    while let Some(line) = tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await.unwrap().unwrap() {
-        let progress = line.contains("reading sheet: progress");
-        seen.push(line);
-        if progress {
-            break;
-        }
-    }
-    let sent = std::time::Instant::now();
-    testkit::proc::signal(&child, libc::SIGTERM);
-    while let Ok(Some(line)) = lines.next_line().await {
-        seen.push(line);
-    }
-    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
-        .await
-        .expect("exits within Cloud Run's grace")
-        .unwrap();
-    assert!(sent.elapsed() < Duration::from_secs(10));
-    assert_eq!(status.code(), Some(130), "{}", seen.join("\n"));
-    let last: serde_json::Value = serde_json::from_str(seen.last().unwrap()).unwrap();
+    let mut cmd = testkit::proc::job_command(&env.url(), &[]);
+    cmd.args(["--config-file", &env.write_config(&slow)]);
+    let mut job = Running::spawn(cmd);
+    job.wait_line("a progress line", |l| l["message"] == "reading sheet: progress").await;
+    job.signal(Signal::SIGTERM);
+    // Cloud Run sends SIGKILL 10 s after SIGTERM.
+    let code = job.wait_within(Duration::from_secs(10)).await;
+    assert_eq!(code, Some(130), "{}", job.text());
+    let last = job.lines().pop().expect("log lines");
     assert_eq!(last["message"], "Job execution failed");
     assert_eq!(last["error_kind"], "interrupted");
     assert_eq!(testkit::bq::count(&env.dataset, "sigterm").await, Some(5), "table untouched");
@@ -408,14 +391,7 @@ async fn a_lost_load_response_reattaches_instead_of_loading_twice() {
     fake.running_polls(2);
     let url = fake.spawn().await;
     let cfg = env.config("reattach", "reattach0001", "reattach", json!({"write_mode": "append"}));
-    let path = env.dir.path().join("reattach.json");
-    std::fs::write(&path, cfg.to_string()).unwrap();
-    let f = testkit::proc::run_job(
-        &env.url(),
-        &["--config-file", path.to_str().unwrap()],
-        &[("BIGQUERY_EMULATOR_HOST", &url)],
-    )
-    .await;
+    let f = env.run_with(&cfg, &[("BIGQUERY_EMULATOR_HOST", &url)]).await;
     assert_ok(&f);
     assert!(f.line("load job already exists; re-attaching").is_some(), "{}", f.stdout);
     assert_eq!(fake.counts(), (2, 1), "two uploads, one load applied");

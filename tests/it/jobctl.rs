@@ -10,37 +10,12 @@ use testkit::proc::Finished;
 
 use crate::support::Env;
 
-const PYTHON_SERVICE_SQL: &str = include_str!("../fixtures/jobctl/python_service.sql");
-
 /// A `jobctl` command with a clean environment: the given database (if any), the local Sheets
 /// server and the emulator.
 fn command(db: Option<&str>, sheets_url: &str, args: &[&str]) -> tokio::process::Command {
-    let mut c = tokio::process::Command::new(testkit::proc::bin("jobctl"));
-    for var in [
-        "DATABASE_URL",
-        "POSTGRES_HOST",
-        "POSTGRES_PORT",
-        "POSTGRES_DB",
-        "POSTGRES_USER",
-        "POSTGRES_PASSWORD",
-        "GOOGLE_APPLICATION_CREDENTIALS",
-        "GOOGLE_CLOUD_PROJECT",
-        "ORCHESTRATOR_CONFIGS_VIEW",
-        "RUST_LOG",
-        "LOG_FORMAT",
-    ] {
-        c.env_remove(var);
-    }
-    if let Some(url) = db {
-        c.env("DATABASE_URL", url);
-    }
-    c.env("SHEETS_EMULATOR_HOST", sheets_url)
-        .env("BIGQUERY_EMULATOR_HOST", testkit::bq::url())
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true);
+    let env: Vec<(&str, &str)> = db.map(|url| ("DATABASE_URL", url)).into_iter().collect();
+    let mut c = testkit::proc::command("jobctl", sheets_url, &env);
+    c.args(args);
     c
 }
 
@@ -113,10 +88,9 @@ async fn execute_config_file_loads_and_prints_a_summary() {
         "exec00000001",
         &[&["Order ID", "amount", "day"], &["1", "9.5", "2024-01-05"], &["2", "10", "2024-01-06"]],
     );
-    let path = env.dir.path().join("sales.json");
-    std::fs::write(&path, env.config("sales", "exec00000001", "sales", json!({})).to_string()).unwrap();
+    let path = env.write_config(&env.config("sales", "exec00000001", "sales", json!({})));
     // No database: a config file runs without one, like `job --config-file`.
-    let f = jobctl(None, &env.url(), &["execute", "--config-file", path.to_str().unwrap()]).await;
+    let f = jobctl(None, &env.url(), &["execute", "--config-file", &path]).await;
     let out = ok(&f);
     assert!(out.contains("Succeeded: \"sales\""), "{out}");
     assert!(out.contains("rows read    2") && out.contains("rows loaded  2"), "{out}");
@@ -129,7 +103,7 @@ async fn execute_config_file_loads_and_prints_a_summary() {
     assert_eq!(testkit::bq::count(&env.dataset, "sales").await, Some(2));
 
     // --json: one object.
-    let f = jobctl(None, &env.url(), &["execute", "--config-file", path.to_str().unwrap(), "--json"]).await;
+    let f = jobctl(None, &env.url(), &["execute", "--config-file", &path, "--json"]).await;
     let v = json_out(&f);
     assert_eq!(
         (v["status"].as_str(), v["rows_written"].as_u64(), v["exit_code"].as_u64()),
@@ -154,9 +128,8 @@ async fn execute_exit_codes_and_messages_are_the_jobs() {
     for (cfg, code, needle) in
         [(&explicit, 5, "Sheet1!A2"), (&empty, 5, "refusing to replace"), (&broken, 2, "google_sheet_url")]
     {
-        let path = env.dir.path().join(format!("{}.json", cfg["name"].as_str().unwrap()));
-        std::fs::write(&path, cfg.to_string()).unwrap();
-        let p = path.to_str().unwrap();
+        let path = env.write_config(cfg);
+        let p = path.as_str();
         let job = testkit::proc::run_job(&env.url(), &["--config-file", p], &[]).await;
         let ctl = jobctl(None, &env.url(), &["execute", "--config-file", p]).await;
         assert_eq!(job.code, Some(code), "job: {}", job.all_text());
@@ -200,8 +173,8 @@ async fn execute_by_id_or_name_records_a_manual_run() {
 async fn configs_lifecycle_add_list_show_enable_disable_frequency_remove() {
     let w = World::new().await;
     let url = "https://docs.google.com/spreadsheets/d/1AbCdEfGhIjKlMnOp/edit#gid=0";
-    let f = w
-        .run(&[
+    let add = |dataset: &'static str, table: &'static str| {
+        vec![
             "configs",
             "add",
             "--name",
@@ -211,33 +184,17 @@ async fn configs_lifecycle_add_list_show_enable_disable_frequency_remove() {
             "--project",
             "test-proj",
             "--dataset",
-            "reporting",
+            dataset,
             "--table",
-            "sales",
-            "--frequency",
-            "6",
-            "--spec",
-            r#"{"worksheet": "Data"}"#,
-        ])
-        .await;
+            table,
+        ]
+    };
+    let mut args = add("reporting", "sales");
+    args.extend(["--frequency", "6", "--spec", r#"{"worksheet": "Data"}"#]);
+    let f = w.run(&args).await;
     assert!(ok(&f).contains("added config \"sales\""));
     // The same name again is refused, nothing written.
-    let f = w
-        .run(&[
-            "configs",
-            "add",
-            "--name",
-            "sales",
-            "--sheet-url",
-            url,
-            "--project",
-            "test-proj",
-            "--dataset",
-            "d",
-            "--table",
-            "t",
-        ])
-        .await;
+    let f = w.run(&add("d", "t")).await;
     assert!(failed(&f, 1).contains("already exists"));
     // Invalid flags are reported per field, nothing written.
     let f = w
@@ -535,16 +492,7 @@ async fn runs_list_filters_and_show_names_cells_and_rejected_rows() {
 
 #[tokio::test]
 async fn migrate_adopts_a_python_service_database_and_twice_changes_nothing() {
-    let db = TestDb::empty().await;
-    let pg = db.client().await;
-    pg.batch_execute(PYTHON_SERVICE_SQL).await.unwrap();
-    let rows_before: Vec<(i32, String, String)> = pg
-        .query("SELECT id, name, google_sheet_url FROM sheet_to_bigquery_configs ORDER BY id", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect();
+    let (db, pg, rows_before) = crate::support::python_service_db().await;
     let sheets = "http://127.0.0.1:9";
 
     // Other commands refuse an unmigrated database and say what to run.
@@ -565,18 +513,7 @@ async fn migrate_adopts_a_python_service_database_and_twice_changes_nothing() {
         out.contains("adopting the existing sheet_to_bigquery_configs (3 rows)") && out.contains("applied V1__configs"),
         "{out}"
     );
-    let after: Vec<(i32, String, String, String, bool, i32, String)> = pg
-        .query("SELECT id, name, google_sheet_url, kind, is_active, run_frequency_hours, migration_status FROM sheet_to_bigquery_configs ORDER BY id", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5), r.get(6)))
-        .collect();
-    assert_eq!(after.len(), 3);
-    for (b, a) in rows_before.iter().zip(&after) {
-        assert_eq!((b.0, &b.1, &b.2), (a.0, &a.1, &a.2), "row untouched");
-        assert_eq!((a.3.as_str(), a.4, a.5, a.6.as_str()), ("sheet_to_bigquery", true, 24, "service"));
-    }
+    crate::support::assert_adopted(&pg, &rows_before).await;
     let first = versions(&pg).await;
 
     // Twice changes nothing.
@@ -612,8 +549,7 @@ async fn versions(pg: &tokio_postgres::Client) -> Vec<(i32, chrono::DateTime<chr
 
 #[tokio::test]
 async fn concurrent_migrate_from_two_processes() {
-    let db = TestDb::empty().await;
-    db.client().await.batch_execute(PYTHON_SERVICE_SQL).await.unwrap();
+    let (db, pg, before) = crate::support::python_service_db().await;
     let sheets = "http://127.0.0.1:9";
     let a = command(Some(&db.url), sheets, &["migrate"]).spawn().unwrap();
     let b = command(Some(&db.url), sheets, &["migrate"]).spawn().unwrap();
@@ -631,11 +567,9 @@ async fn concurrent_migrate_from_two_processes() {
         a.stdout,
         b.stdout
     );
-    let pg = db.client().await;
     let n: i64 = pg.query_one("SELECT count(*) FROM schema_migrations", &[]).await.unwrap().get(0);
     assert_eq!(n as usize, sheettobigquery::store::migrate::MIGRATIONS.len());
-    let rows: i64 = pg.query_one("SELECT count(*) FROM sheet_to_bigquery_configs", &[]).await.unwrap().get(0);
-    assert_eq!(rows, 3);
+    crate::support::assert_adopted(&pg, &before).await;
 }
 
 #[tokio::test]
@@ -690,9 +624,11 @@ async fn compare_checks_row_counts_against_a_scratch_load_and_never_touches_prod
             .map(|r| r.get(0))
             .collect();
     assert_eq!(ready, vec!["same".to_string()]);
-    // Only "grew" is still on the service; comparing just it by name.
+    // One config by name: "same" still matches.
     let f = w.run(&["compare", "--scratch-dataset", &scratch, "--config", "same"]).await;
-    assert!(ok(&f).contains("MATCH"));
+    let out = ok(&f);
+    let same = out.lines().find(|l| l.starts_with("same")).unwrap_or_else(|| panic!("same missing:\n{out}"));
+    assert!(same.contains(" MATCH") && !same.contains("MISMATCH"), "{out}");
 
     // A production dataset as scratch is refused before anything runs.
     let text = failed(&w.run(&["compare", "--scratch-dataset", &w.env.dataset, "--all"]).await, 1);
@@ -752,7 +688,8 @@ async fn due_shows_what_the_orchestrator_would_run() {
     let v = json_out(&w.run(&["due", "--json"]).await);
     assert_eq!(v.as_array().unwrap().len(), 1);
     assert_eq!(v[0]["name"], "never_ran");
-    failed(&w.run(&["due", "--configs-view", "not a view"]).await, 1);
+    let text = failed(&w.run(&["due", "--configs-view", "not a view"]).await, 1);
+    assert!(text.contains("\"not a view\""), "the bad name is named: {text}");
 }
 
 #[tokio::test]

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -15,8 +15,7 @@ use sheettobigquery::store::runs::{Outcome, RunStatus};
 use testkit::cloudrun_fake::{CloudRunFake, TaskBehavior};
 use testkit::oidc_fake::OidcFake;
 use testkit::pg::TestDb;
-use testkit::proc::{bin, Finished};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use testkit::proc::{bin, Finished, Running, Signal};
 
 use crate::support::Env;
 
@@ -52,28 +51,9 @@ async fn add_missing_sheet_configs(pg: &tokio_postgres::Client, env: &Env, prefi
 
 /// An `orchestrator` command with a clean environment plus the test database and local endpoints.
 fn orchestrator(db: &TestDb, env: &Env, args: &[&str]) -> tokio::process::Command {
-    let mut c = tokio::process::Command::new(bin("orchestrator"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("ORCHESTRATOR_")
-            || k.starts_with("POSTGRES_")
-            || k.starts_with("JOB_")
-            || k.starts_with("CLOUD_RUN_")
-        {
-            c.env_remove(k);
-        }
-    }
-    for k in ["DATABASE_URL", "GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_CLOUD_PROJECT", "PORT", "RUST_LOG"] {
-        c.env_remove(k);
-    }
-    c.env("DATABASE_URL", &db.url)
-        .env("SHEETS_EMULATOR_HOST", env.url())
-        .env("BIGQUERY_EMULATOR_HOST", testkit::bq::url())
-        .env("LOG_FORMAT", "json")
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
+    let mut c =
+        testkit::proc::command("orchestrator", &env.url(), &[("DATABASE_URL", &db.url), ("LOG_FORMAT", "json")]);
+    c.args(args);
     c
 }
 
@@ -81,72 +61,6 @@ fn orchestrator(db: &TestDb, env: &Env, args: &[&str]) -> tokio::process::Comman
 async fn run_orchestrator(db: &TestDb, env: &Env, args: &[&str]) -> Finished {
     let child = orchestrator(db, env, args).spawn().expect("spawn orchestrator");
     testkit::proc::finish(child, Duration::from_secs(120)).await
-}
-
-/// A long-running orchestrator whose stdout is collected line by line.
-struct Running {
-    child: tokio::process::Child,
-    out: Arc<Mutex<Vec<String>>>,
-    err: Arc<Mutex<String>>,
-}
-
-impl Running {
-    fn spawn(mut cmd: tokio::process::Command) -> Running {
-        let mut child = cmd.spawn().expect("spawn orchestrator");
-        let out = Arc::new(Mutex::new(Vec::new()));
-        let err = Arc::new(Mutex::new(String::new()));
-        let stdout = child.stdout.take().unwrap();
-        let o = out.clone();
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(stdout).lines();
-            while let Ok(Some(l)) = lines.next_line().await {
-                o.lock().unwrap().push(l);
-            }
-        });
-        let stderr = child.stderr.take().unwrap();
-        let e = err.clone();
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(stderr).lines();
-            while let Ok(Some(l)) = lines.next_line().await {
-                let mut g = e.lock().unwrap();
-                g.push_str(&l);
-                g.push('\n');
-            }
-        });
-        Running { child, out, err }
-    }
-
-    fn lines(&self) -> Vec<Value> {
-        self.out.lock().unwrap().iter().filter_map(|l| serde_json::from_str::<Value>(l).ok()).collect()
-    }
-
-    fn text(&self) -> String {
-        format!("{}\n{}", self.out.lock().unwrap().join("\n"), self.err.lock().unwrap())
-    }
-
-    async fn wait_line(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(l) = self.lines().into_iter().find(&pred) {
-                return l;
-            }
-            assert!(Instant::now() < deadline, "no {what} line within 30s:\n{}", self.text());
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn signal(&self, sig: nix::sys::signal::Signal) {
-        let pid = self.child.id().expect("running") as i32;
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig).unwrap();
-    }
-
-    async fn wait(&mut self) -> Option<i32> {
-        let status =
-            tokio::time::timeout(Duration::from_secs(60), self.child.wait()).await.expect("exits in time").unwrap();
-        // Let the readers drain.
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        status.code()
-    }
 }
 
 /// A `serve` process and its address.
@@ -475,7 +389,8 @@ async fn the_cap_is_never_exceeded() {
     assert_eq!(rows.len(), 40);
     let overlap = max_overlap(&rows);
     assert!(overlap <= 4, "{overlap} runs overlapped with --max-parallel-jobs 4");
-    assert!(overlap >= 1);
+    // ...and it does let them run side by side (a cap that serialised everything would pass above).
+    assert!(overlap >= 2, "runs never overlapped: the cap serialised them");
     // The orchestrator's own view: dispatched/finished in log order never exceeds the cap.
     let (mut cur, mut max) = (0i32, 0i32);
     for l in f.json_lines() {
@@ -486,7 +401,7 @@ async fn the_cap_is_never_exceeded() {
         }
         max = max.max(cur);
     }
-    assert!(max <= 4, "{max} in flight");
+    assert!((2..=4).contains(&max), "{max} in flight");
     eprintln!("max overlap of recorded runs: {overlap}; max in flight from the logs: {max}");
 }
 
@@ -584,7 +499,7 @@ async fn a_hanging_job_gets_sigterm_then_sigkill_and_is_timed_out() {
             "--job-timeout",
             "1s",
             "--kill-grace",
-            "1s",
+            "3s",
             "--max-attempts",
             "1",
             "--lease",
@@ -601,7 +516,8 @@ async fn a_hanging_job_gets_sigterm_then_sigkill_and_is_timed_out() {
         (Some("0"), Some("1"), Some("30"))
     );
     assert!(f.line("fake job got SIGTERM; ignoring it").is_some(), "SIGTERM first:\n{}", f.stdout);
-    assert!(elapsed >= Duration::from_secs(2), "SIGKILL only after the grace period ({elapsed:?})");
+    // 1 s timeout + 3 s grace: without the grace it would be over in about 1 s.
+    assert!(elapsed >= Duration::from_secs(4), "SIGKILL only after the grace period ({elapsed:?})");
     let r = &runs(&pg).await[0];
     assert_eq!(r.status, "timed_out");
     assert_eq!(r.error_kind.as_deref(), Some("timeout"));
@@ -720,9 +636,9 @@ async fn a_replayed_scheduler_request_starts_nothing_new() {
     assert_eq!(rows.len(), 5);
     assert!(rows.iter().all(|r| r.trigger == "scheduler"), "{rows:?}");
     assert_eq!(count(&pg, "SELECT count(*) FROM job_runs WHERE schedule_time IS NOT NULL").await, 5);
-    assert!(!decisions(&s.proc.lines(), "replay").is_empty());
-    s.proc.signal(nix::sys::signal::Signal::SIGTERM);
+    s.proc.signal(Signal::SIGTERM);
     assert_eq!(s.proc.wait().await, Some(0), "{}", s.proc.text());
+    assert!(!decisions(&s.proc.lines(), "replay").is_empty());
 }
 
 #[tokio::test]
@@ -734,7 +650,7 @@ async fn serve_authenticates_with_oidc_or_a_static_token_and_reports_metrics() {
     let keys = OidcFake::new().spawn().await.unwrap();
     let aud = "https://orchestrator-test.a.run.app";
     let sa = "scheduler@test-proj.iam.gserviceaccount.com";
-    let s = serve(
+    let mut s = serve(
         &db,
         &env,
         &[
@@ -787,10 +703,6 @@ async fn serve_authenticates_with_oidc_or_a_static_token_and_reports_metrics() {
     }
     assert_eq!(count(&pg, "SELECT count(*) FROM orchestrator_ticks").await, 0, "refused requests write nothing");
     assert_eq!(count(&pg, "SELECT count(*) FROM job_runs").await, 0);
-    // No token or its parts are logged.
-    let log = s.proc.text();
-    assert!(!log.contains(TOKEN) && !log.contains(&keys.mint(&good)[..40]), "a token leaked into the logs");
-
     let ok = run(Some(format!("Bearer {}", keys.mint(&good)))).await;
     assert_eq!(ok.status(), 200);
     let body: Value = ok.json().await.unwrap();
@@ -819,6 +731,11 @@ async fn serve_authenticates_with_oidc_or_a_static_token_and_reports_metrics() {
         assert!(m.contains(want), "missing {want:?} in\n{m}");
     }
     assert!(keys.fetches() >= 1);
+    // No token or its parts are logged, by any request: checked once every line has been read.
+    s.proc.signal(Signal::SIGTERM);
+    assert_eq!(s.proc.wait().await, Some(0), "{}", s.proc.text());
+    let log = s.proc.text();
+    assert!(!log.contains(TOKEN) && !log.contains(&keys.mint(&good)[..40]), "a token leaked into the logs");
 }
 
 #[tokio::test]
@@ -844,7 +761,7 @@ async fn sigterm_lets_inflight_jobs_finish_within_the_grace_period_and_records_t
     assert_eq!(r.status(), 202, "the tick outlives --respond-within");
     proc.wait_line("the hanging job", |l| l["message"] == "fake job started").await;
     let started = Instant::now();
-    proc.signal(nix::sys::signal::Signal::SIGTERM);
+    proc.signal(Signal::SIGTERM);
     assert_eq!(proc.wait().await, Some(0), "{}", proc.text());
     assert!(started.elapsed() < Duration::from_secs(9), "stopped within Cloud Run's 10 s");
     let rows = runs(&pg).await;
@@ -1053,6 +970,8 @@ async fn dry_run_and_preview_explain_what_is_due_and_write_nothing() {
     assert_eq!(view.iter().map(|e| e["name"].as_str().unwrap()).collect::<Vec<_>>(), vec!["pv001"]);
     let bad = run_orchestrator(&db, &env, &["preview", "--configs-view", "x; drop table job_runs"]).await;
     assert_eq!(bad.code, Some(1));
+    let text = bad.all_text();
+    assert!(text.contains("x; drop table job_runs") && text.contains("is not a table or view name"), "{text}");
 
     assert_eq!(snapshot(&pg).await, before, "dry run and preview wrote nothing");
     assert_eq!(count(&pg, "SELECT count(*) FROM job_runs").await, 1);

@@ -1,11 +1,9 @@
-//! Migrations against real Postgres: fresh databases, adopting the Python service's table, and
-//! two processes migrating at once.
+//! Migrations against real Postgres, through the library: fresh databases, adopting the Python
+//! service's table, and four connections migrating at once (`jobctl` tests the same with two
+//! processes).
 
 use sheettobigquery::store::{migrate, Store};
 use testkit::pg::TestDb;
-
-/// The table as the existing Python service created it, with rows in it.
-const PYTHON_SERVICE_SCHEMA: &str = include_str!("../fixtures/jobctl/python_service.sql");
 
 #[tokio::test]
 async fn migrations_create_a_fresh_schema_and_are_idempotent() {
@@ -30,34 +28,10 @@ async fn migrations_create_a_fresh_schema_and_are_idempotent() {
 
 #[tokio::test]
 async fn migrations_adopt_the_python_service_table_without_touching_rows() {
-    let db = TestDb::empty().await;
-    let pg = db.client().await;
-    pg.batch_execute(PYTHON_SERVICE_SCHEMA).await.unwrap();
-    let before: Vec<(i32, String, String)> = pg
-        .query("SELECT id, name, google_sheet_url FROM sheet_to_bigquery_configs ORDER BY id", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect();
+    let (db, pg, before) = crate::support::python_service_db().await;
     let store = db.store().await;
     migrate::run(&store).await.unwrap();
-    type Adopted = (i32, String, String, String, bool, i32, Option<chrono::DateTime<chrono::Utc>>, String);
-    let after: Vec<Adopted> = pg
-        .query(
-            "SELECT id, name, google_sheet_url, kind, is_active, run_frequency_hours, last_run, migration_status FROM sheet_to_bigquery_configs ORDER BY id",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5), r.get(6), r.get(7)))
-        .collect();
-    assert_eq!(after.len(), 3);
-    for (b, a) in before.iter().zip(&after) {
-        assert_eq!((b.0, &b.1, &b.2), (a.0, &a.1, &a.2), "row untouched");
-        assert_eq!((a.3.as_str(), a.4, a.5, a.6, a.7.as_str()), ("sheet_to_bigquery", true, 24, None, "service"));
-    }
+    crate::support::assert_adopted(&pg, &before).await;
     // The adopted rows read back as valid configs.
     let rows = sheettobigquery::store::configs::list(&store).await.unwrap();
     for r in &rows {

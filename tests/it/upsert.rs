@@ -71,9 +71,7 @@ impl Up {
     }
 
     fn write_config(&self, config: &Value) -> PathBuf {
-        let path = self.dir.path().join(format!("{}.json", config["name"].as_str().unwrap()));
-        std::fs::write(&path, config.to_string()).unwrap();
-        path
+        crate::support::write_config(self.dir.path(), config)
     }
 
     /// The `job` command with a clean environment, the target URL in `UPSERT_TARGET_URL`.
@@ -424,13 +422,12 @@ async fn sigterm_in_the_middle_of_an_atomic_import_rolls_back_and_exits_130() {
     let cfg = up.config("sigterm_import", json!({"csv": {"path": lock_csv(&up, "t.csv", "T", 100..110)}}), json!({}));
     let mut child = up.spawn(&cfg, &[], &[]);
     wait_for_lock_waits(&up, &["sigterm_import"]).await;
-    let sent = Instant::now();
-    testkit::proc::signal(&child, libc::SIGTERM);
+    testkit::proc::signal(&child, testkit::proc::Signal::SIGTERM);
+    // Cloud Run sends SIGKILL 10 s after SIGTERM.
     let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
         .await
         .expect("exits within the grace period")
         .unwrap();
-    assert!(sent.elapsed() < Duration::from_secs(10));
     assert_eq!(status.code(), Some(130));
     // The statement was cancelled: the import's backend goes away without waiting for the lock.
     wait_for_backends_gone(&up, "sigterm_import").await;
@@ -447,7 +444,7 @@ async fn kill_9_in_the_middle_of_an_atomic_import_leaves_the_table_unchanged() {
     let cfg = up.config("killed_import", json!({"csv": {"path": lock_csv(&up, "k.csv", "K", 100..110)}}), json!({}));
     let mut child = up.spawn(&cfg, &[], &[]);
     wait_for_lock_waits(&up, &["killed_import"]).await;
-    testkit::proc::signal(&child, libc::SIGKILL);
+    testkit::proc::signal(&child, testkit::proc::Signal::SIGKILL);
     let status = child.wait().await.unwrap();
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(status.signal(), Some(libc::SIGKILL));

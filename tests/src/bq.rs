@@ -35,9 +35,22 @@ fn start() -> Emulator {
         "BigQuery emulator not installed at {}: run `.ci/bqemulator.sh install` (or set TEST_BIGQUERY_URL)",
         exe.display()
     );
-    let (port, grpc) = (free_port(), free_port());
-    let log = std::fs::File::create(std::env::temp_dir().join(format!("bqemu-test-{port}.log"))).unwrap();
-    let mut cmd = Command::new(&exe);
+    // Free ports can be taken between the probe and the emulator's bind: try a few pairs.
+    let mut last_log = String::new();
+    for _ in 0..3 {
+        match start_on(&exe, &venv, free_port(), free_port()) {
+            Ok(e) => return e,
+            Err(log) => last_log = log,
+        }
+    }
+    panic!("bqemulator did not start; its log:\n{last_log}");
+}
+
+/// Starts the emulator on `port`, ready when its REST API answers; Err(log) if it exits first.
+fn start_on(exe: &std::path::Path, venv: &std::path::Path, port: u16, grpc: u16) -> Result<Emulator, String> {
+    let log_path = std::env::temp_dir().join(format!("bqemu-test-{port}.log"));
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut cmd = Command::new(exe);
     cmd.args([
         "start",
         "--rest-host",
@@ -79,17 +92,28 @@ fn start() -> Emulator {
             }
         }
     });
-    let child = rx.recv().unwrap().expect("start bqemulator");
-    let url = format!("http://127.0.0.1:{port}");
+    let mut child = rx.recv().unwrap().expect("start bqemulator");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
+        if rest_answers(port) {
+            return Ok(Emulator { url: format!("http://127.0.0.1:{port}"), _child: Some(child) });
         }
-        assert!(Instant::now() < deadline, "bqemulator did not start on port {port}");
+        if child.try_wait().ok().flatten().is_some() || Instant::now() > deadline {
+            let _ = child.kill();
+            return Err(std::fs::read_to_string(&log_path).unwrap_or_default());
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
-    Emulator { url, _child: Some(child) }
+}
+
+/// True once the REST API answers 200 (not merely accepts connections).
+fn rest_answers(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return false };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    let req = format!("GET /bigquery/v2/projects/{PROJECT}/datasets HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+    let mut head = [0u8; 12];
+    s.write_all(req.as_bytes()).is_ok() && s.read_exact(&mut head).is_ok() && head.ends_with(b" 200")
 }
 
 /// The emulator's root URL (`http://127.0.0.1:PORT`), started on first use.

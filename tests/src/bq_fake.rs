@@ -59,7 +59,8 @@ impl BigQueryFake {
         self.inner.lock().unwrap().tables.get(&format!("{dataset}.{table}")).copied()
     }
 
-    /// Serves on 127.0.0.1:0; returns the root URL (`http://127.0.0.1:PORT`).
+    /// Serves on 127.0.0.1:0 for the rest of the test process; returns the root URL
+    /// (`http://127.0.0.1:PORT`).
     pub async fn spawn(&self) -> String {
         let app = Router::new()
             .route("/bigquery/v2/projects/{p}/datasets", post(insert_dataset))
@@ -70,11 +71,8 @@ impl BigQueryFake {
             .route("/bigquery/v2/projects/{p}/jobs/{j}/cancel", post(get_job))
             .route("/bigquery/v2/projects/{p}/queries", post(query))
             .with_state(self.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let (addr, stop, _) = crate::serve_loopback(app).await.expect("bind a loopback port");
+        std::mem::forget(stop);
         format!("http://{addr}")
     }
 }

@@ -41,8 +41,6 @@ pub enum TaskBehavior {
     Command { program: PathBuf, env: Vec<(String, String)> },
     /// Succeed after this long.
     Succeed { after: Duration },
-    /// Fail after this long with this condition message.
-    Fail { after: Duration, message: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,13 +134,6 @@ impl CloudRunFake {
         }
     }
 
-    /// The job's task retries (`template.template.maxRetries`).
-    pub fn set_max_retries(&self, n: u32) {
-        lock(&self.inner).max_retries = n;
-    }
-    pub fn set_behavior(&self, b: TaskBehavior) {
-        lock(&self.inner).behavior = b;
-    }
     /// The next `n` `jobs:run` requests get 429 RESOURCE_EXHAUSTED.
     pub fn throttle_next_runs(&self, n: usize) {
         lock(&self.inner).throttle_runs = n;
@@ -303,7 +294,6 @@ impl CloudRunFake {
                 "/v2/projects/{project}/locations/{location}/jobs/{job}/executions/{execution}",
                 get(execution_get).post(execution_post),
             )
-            .route("/v2/projects/{project}/locations/{location}/operations/{op}", get(operation_get))
             .fallback(|m: Method, uri: axum::http::Uri| async move {
                 google_error(
                     StatusCode::NOT_FOUND,
@@ -311,17 +301,8 @@ impl CloudRunFake {
                 )
             })
             .with_state(self.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let (tx, rx) = oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
-                .await;
-        });
-        Ok(RunningCloudRunFake { fake: self, addr, _stop: tx })
+        let (addr, stop, _) = crate::serve_loopback(app).await?;
+        Ok(RunningCloudRunFake { fake: self, addr, _stop: stop })
     }
 
     fn record(&self, method: &str, path: String, body: Value) {
@@ -352,10 +333,6 @@ impl CloudRunFake {
             let phase = match behavior {
                 TaskBehavior::Succeed { after } => tokio::select! {
                     _ = tokio::time::sleep(after) => Phase::Succeeded,
-                    _ = cancel.notified() => Phase::Cancelled,
-                },
-                TaskBehavior::Fail { after, message } => tokio::select! {
-                    _ = tokio::time::sleep(after) => Phase::Failed(message),
                     _ = cancel.notified() => Phase::Cancelled,
                 },
                 TaskBehavior::Command { program, env: base } => {
@@ -508,12 +485,6 @@ async fn job_post(
                 "Quota exceeded for quota metric 'Job run requests' and limit 'Job run requests per minute per region'",
             );
         }
-        if body["validateOnly"] == true {
-            return Json(
-                json!({"name": format!("projects/{project}/locations/{location}/operations/validate"), "done": true}),
-            )
-            .into_response();
-        }
         s.seq += 1;
         let suffix: String = (0..5).map(|i| (b'a' + ((s.seq as usize * 7 + i * 3) % 26) as u8) as char).collect();
         let short = format!("{}-{suffix}", s.job);
@@ -590,33 +561,11 @@ async fn execution_post(
     if s.executions[i].phase == Phase::Running {
         s.executions[i].phase = Phase::Cancelled;
         s.executions[i].completed = Some(Utc::now());
-        s.executions[i].cancel.notify_waiters();
+        // notify_one keeps the wake-up if the task is not waiting yet.
+        s.executions[i].cancel.notify_one();
     }
     let op = CloudRunFake::operation(&s, &s.executions[i]);
     Json(op).into_response()
-}
-
-async fn operation_get(
-    State(f): State<CloudRunFake>,
-    Path((project, location, op)): Path<(String, String, String)>,
-) -> Response {
-    f.record("GET", format!("projects/{project}/locations/{location}/operations/{op}"), Value::Null);
-    let s = lock(&f.inner);
-    match s.executions.iter().find(|e| e.uid == op) {
-        Some(e) => {
-            let mut o = CloudRunFake::operation(&s, e);
-            if e.phase != Phase::Running {
-                let mut resp = CloudRunFake::execution_json(&s, e);
-                resp["@type"] = json!("type.googleapis.com/google.cloud.run.v2.Execution");
-                o["response"] = resp;
-            }
-            Json(o).into_response()
-        }
-        None => google_error(
-            StatusCode::NOT_FOUND,
-            &format!("Operation 'projects/{project}/locations/{location}/operations/{op}' was not found"),
-        ),
-    }
 }
 
 /// A serving fake; stops when dropped.

@@ -110,17 +110,8 @@ impl OidcFake {
     pub async fn spawn(self) -> std::io::Result<RunningOidcFake> {
         let me = Arc::new(self);
         let app = Router::new().route("/oauth2/v3/certs", get(certs)).with_state(me.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let (tx, rx) = oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
-                .await;
-        });
-        Ok(RunningOidcFake { fake: me, addr, _stop: tx })
+        let (addr, stop, _) = crate::serve_loopback(app).await?;
+        Ok(RunningOidcFake { fake: me, addr, _stop: stop })
     }
 }
 

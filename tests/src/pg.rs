@@ -56,6 +56,18 @@ async fn ensure_template() -> String {
         client.batch_execute(&format!("ALTER DATABASE {building} RENAME TO {name}")).await.unwrap_or_else(|e| {
             panic!("renaming the template database: {e:?}");
         });
+        // Templates of earlier migration sets are no longer used.
+        let stale = client
+            .query(
+                "SELECT datname FROM pg_database WHERE datname LIKE 'stb\\_template\\_%' AND datname NOT LIKE '%\\_building' AND datname <> $1",
+                &[&name],
+            )
+            .await
+            .unwrap();
+        for row in stale {
+            let old: String = row.get(0);
+            let _ = client.batch_execute(&format!("DROP DATABASE IF EXISTS {old} WITH (FORCE)")).await;
+        }
     }
     client.execute("SELECT pg_advisory_unlock(7301)", &[]).await.unwrap();
     name
@@ -86,14 +98,18 @@ impl TestDb {
             Some(t) => format!("CREATE DATABASE {name} TEMPLATE {t}"),
             None => format!("CREATE DATABASE {name}"),
         };
-        // A template in use by another session's CREATE DATABASE makes this fail briefly; retry.
+        // A template in use by another session's CREATE DATABASE makes this fail briefly; retry
+        // that, and only that.
         let mut tries = 0;
         loop {
             match client.batch_execute(&sql).await {
                 Ok(()) => break,
-                Err(e) if tries < 50 => {
+                Err(e)
+                    if tries < 50
+                        && e.as_db_error()
+                            .is_some_and(|d| d.message().contains("is being accessed by other users")) =>
+                {
                     tries += 1;
-                    let _ = e;
                     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 }
                 Err(e) => panic!("creating test database: {e:?}"),

@@ -42,7 +42,6 @@ use tokio::task::JoinHandle;
 
 use google_error::GoogleError;
 
-pub use generate::GENERATED_KINDS;
 pub use load::default_sheet_id;
 pub use model::{
     date_serial, datetime_serial, serial_to_datetime, time_serial, Cell, NumberFormatType, Spreadsheet, Tab,
@@ -207,11 +206,6 @@ impl SheetsServer {
         }
     }
 
-    /// Drops every pending injected fault.
-    pub fn clear_faults(&self) {
-        lock(&self.inner.faults).clear();
-    }
-
     /// Answers every request for `id` with 403 PERMISSION_DENIED (not shared with the caller)
     /// until [`SheetsServer::allow`].
     pub fn forbid(&self, id: &str) {
@@ -295,19 +289,9 @@ impl SheetsServer {
     /// Serves on a fresh port of 127.0.0.1 in a background task until the returned handle is
     /// dropped or shut down.
     pub async fn spawn(self) -> std::io::Result<RunningSheetsServer> {
-        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
-        let addr = listener.local_addr()?;
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(serve_with_shutdown(listener, self.clone(), async move {
-            let _ = stopped.await;
-        }));
+        let (addr, stop, task) = crate::serve_loopback(self.router()).await?;
         Ok(RunningSheetsServer { server: self, addr, stop: Some(stop), task: Some(task) })
     }
-}
-
-/// Serves the Sheets API on `listener` until the process ends.
-pub async fn serve(listener: TcpListener, state: SheetsServer) -> std::io::Result<()> {
-    axum::serve(listener, state.router()).await
 }
 
 /// Serves the Sheets API on `listener` until `shutdown` completes, then finishes in-flight

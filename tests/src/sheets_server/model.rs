@@ -350,10 +350,6 @@ impl Spreadsheet {
         self.sheets.iter().find(|t| t.title == title)
     }
 
-    pub fn tab_by_id(&self, sheet_id: i32) -> Option<&Tab> {
-        self.sheets.iter().find(|t| t.sheet_id == sheet_id)
-    }
-
     /// The URL Google reports as `spreadsheetUrl`.
     pub fn url(&self) -> String {
         format!("https://docs.google.com/spreadsheets/d/{}/edit", self.id)
