@@ -9,8 +9,16 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use sheettobigquery::store::claims::RETRYABLE;
+use sheettobigquery::store::runs::RunStatus;
+
 /// Upper bounds (seconds) of the dispatch-latency histogram.
 const LATENCY_BUCKETS: [f64; 12] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+
+/// Every final status of a run (`succeeded` and the retryable ones), listed even at zero.
+fn final_statuses() -> impl Iterator<Item = &'static str> {
+    std::iter::once(RunStatus::Succeeded.as_str()).chain(RETRYABLE)
+}
 
 #[derive(Default)]
 struct Histogram {
@@ -96,17 +104,14 @@ impl Metrics {
         };
         family(&mut o, "orchestrator_runs_total", "counter", "Runs finished by this process, by final status.");
         if let Ok(g) = self.runs.lock() {
-            for status in ["succeeded", "failed", "timed_out", "cancelled", "abandoned"] {
+            for status in final_statuses() {
                 let _ = writeln!(
                     o,
                     "orchestrator_runs_total{{status=\"{status}\"}} {}",
                     g.get(status).copied().unwrap_or(0)
                 );
             }
-            for (k, v) in g
-                .iter()
-                .filter(|(k, _)| !["succeeded", "failed", "timed_out", "cancelled", "abandoned"].contains(&k.as_str()))
-            {
+            for (k, v) in g.iter().filter(|(k, _)| !final_statuses().any(|s| s == k.as_str())) {
                 let _ = writeln!(o, "orchestrator_runs_total{{status=\"{k}\"}} {v}");
             }
         }

@@ -383,7 +383,8 @@ pub struct ClaimOutcome {
 }
 
 fn eligible_sql(source: &ConfigsSource, locking: bool) -> String {
-    // $1 limit, $2 only config, $3 max attempts, $4 base delay, $5 max delay, $6 excluded ids
+    // $1 limit, $2 only config, $3 max attempts, $4 base delay, $5 max delay, $6 excluded ids,
+    // $7 the retryable statuses
     format!(
         "SELECT c.id::bigint, c.name::text, c.kind::text, per.period_start, pr.id, pr.attempt
            FROM {src} c
@@ -394,7 +395,7 @@ fn eligible_sql(source: &ConfigsSource, locking: bool) -> String {
             AND c.id <> ALL($6::bigint[])
             AND NOT EXISTS (SELECT 1 FROM job_runs fl WHERE fl.config_id = c.id AND fl.status IN ('queued', 'running'))
             AND (pr.id IS NULL
-                 OR (pr.status IN ('failed', 'timed_out', 'cancelled', 'abandoned')
+                 OR (pr.status = ANY($7)
                      AND pr.attempt < $3
                      AND {retry} <= now()))
           ORDER BY per.due_at ASC NULLS FIRST, c.id
@@ -442,7 +443,15 @@ async fn claim_once(store: &Store, req: &ClaimRequest<'_>) -> StoreResult<ClaimO
     let rows = tx
         .query(
             &eligible_sql(req.source, true),
-            &[&req.limit, &req.only_config, &p.max_attempts, &p.base_delay_secs, &p.max_delay_secs, &none],
+            &[
+                &req.limit,
+                &req.only_config,
+                &p.max_attempts,
+                &p.base_delay_secs,
+                &p.max_delay_secs,
+                &none,
+                &RETRYABLE.as_slice(),
+            ],
         )
         .await
         .map_err(|e| StoreError::new(format!("locking due configs in {}", req.source.name()), e))?;
@@ -518,8 +527,7 @@ async fn claim_once(store: &Store, req: &ClaimRequest<'_>) -> StoreResult<ClaimO
                                 'finished_at', r.finished_at, 'error_kind', r.error_kind,
                                 'error_message', r.error_message, 'details', r.details - 'attempts')))
                    FROM unnest($1::bigint[], $2::int[]) AS u(id, attempt)
-                  WHERE r.id = u.id AND r.attempt = u.attempt
-                    AND r.status IN ('failed', 'timed_out', 'cancelled', 'abandoned')
+                  WHERE r.id = u.id AND r.attempt = u.attempt AND r.status = ANY($9)
                   RETURNING r.id, r.config_id, r.attempt",
                 &[
                     &run_ids,
@@ -530,6 +538,7 @@ async fn claim_once(store: &Store, req: &ClaimRequest<'_>) -> StoreResult<ClaimO
                     &req.owner,
                     &req.lease_secs,
                     &req.tick_id,
+                    &RETRYABLE.as_slice(),
                 ],
             )
             .await
@@ -567,6 +576,7 @@ async fn claim_once(store: &Store, req: &ClaimRequest<'_>) -> StoreResult<ClaimO
                     &p.base_delay_secs,
                     &p.max_delay_secs,
                     &taken,
+                    &RETRYABLE.as_slice(),
                 ],
             )
             .await
@@ -716,9 +726,9 @@ pub async fn schedule_retry(store: &Store, run: RunRef, delay_secs: f64) -> Stor
     let row = client
         .query_opt(
             "UPDATE job_runs SET next_attempt_at = now() + make_interval(secs => $3)
-              WHERE id = $1 AND attempt = $2 AND status IN ('failed', 'timed_out', 'cancelled', 'abandoned')
+              WHERE id = $1 AND attempt = $2 AND status = ANY($4)
               RETURNING next_attempt_at",
-            &[&run.id, &run.attempt, &delay_secs],
+            &[&run.id, &run.attempt, &delay_secs, &RETRYABLE.as_slice()],
         )
         .await
         .map_err(q("scheduling a retry"))?;
