@@ -4,6 +4,7 @@
 pub mod claims;
 pub mod configs;
 pub mod history;
+pub mod import_results;
 pub mod migrate;
 pub mod runs;
 

@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::source::Reject;
 use crate::store::runs::RunRef;
-use crate::store::{Store, StoreError, StoreResult};
+use crate::store::{import_results, Store};
 
 /// Rejects shown in the report and the ledger's `details`.
 const SAMPLE: usize = 20;
@@ -71,7 +71,16 @@ impl RejectLog {
             return;
         }
         for part in batch.chunks(5_000) {
-            match insert(store, run, part).await {
+            let rows: Vec<import_results::RejectedRow> = part
+                .iter()
+                .map(|r| import_results::RejectedRow {
+                    row_number: r.row as i64,
+                    cell_ref: r.cell.clone(),
+                    key: r.key.clone(),
+                    reason: r.reason.clone(),
+                })
+                .collect();
+            match import_results::insert(store, run, &rows).await {
                 Ok(n) => self.recorded += n,
                 Err(e) => {
                     self.broken = true;
@@ -81,21 +90,4 @@ impl RejectLog {
             }
         }
     }
-}
-
-/// One INSERT for a batch of rejects.
-pub async fn insert(store: &Store, run: RunRef, rejects: &[Reject]) -> StoreResult<u64> {
-    let client = store.client().await?;
-    let rows: Vec<i64> = rejects.iter().map(|r| r.row as i64).collect();
-    let cells: Vec<Option<String>> = rejects.iter().map(|r| r.cell.clone()).collect();
-    let keys: Vec<Option<Value>> = rejects.iter().map(|r| r.key.clone()).collect();
-    let reasons: Vec<String> = rejects.iter().map(|r| r.reason.clone()).collect();
-    client
-        .execute(
-            "INSERT INTO import_results (run_id, attempt, row_number, cell_ref, key, reason)
-             SELECT $1, $2, r, c, k, why FROM unnest($3::bigint[], $4::text[], $5::jsonb[], $6::text[]) AS u(r, c, k, why)",
-            &[&run.id, &run.attempt, &rows, &cells, &keys, &reasons],
-        )
-        .await
-        .map_err(|e| StoreError::new("recording rejected rows in import_results", e))
 }
