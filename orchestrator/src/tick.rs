@@ -692,7 +692,7 @@ fn log_claimed(c: &ClaimedRun) {
         run_id = c.run.id,
         attempt = c.run.attempt,
         period_start = %c.period_start,
-        retry = c.retry,
+        retry = c.run.attempt > 1,
         "claimed"
     );
 }

@@ -360,10 +360,7 @@ pub struct ClaimedRun {
     pub run: RunRef,
     pub config_id: i64,
     pub config_name: String,
-    pub kind: String,
     pub period_start: DateTime<Utc>,
-    /// The next attempt of an existing period row (a retry).
-    pub retry: bool,
 }
 
 /// A due config this claimer did not get.
@@ -475,8 +472,8 @@ async fn claim_once(store: &Store, req: &ClaimRequest<'_>) -> StoreResult<ClaimO
         .collect();
 
     let (fresh, retries): (Vec<&Cand>, Vec<&Cand>) = cands.iter().partition(|c| c.retry_of.is_none());
-    let mut out = ClaimOutcome::default();
-
+    // Rows of (run id, config id, attempt): new period rows, then retries.
+    let mut claimed = Vec::new();
     if !fresh.is_empty() {
         let ids: Vec<i64> = fresh.iter().map(|c| c.config_id).collect();
         let names: Vec<&str> = fresh.iter().map(|c| c.name.as_str()).collect();
@@ -495,18 +492,7 @@ async fn claim_once(store: &Store, req: &ClaimRequest<'_>) -> StoreResult<ClaimO
             )
             .await
             .map_err(q("inserting claimed runs"))?;
-        for r in &inserted {
-            let config_id: i64 = r.get(1);
-            let c = fresh.iter().find(|c| c.config_id == config_id).expect("inserted row of a candidate");
-            out.claimed.push(ClaimedRun {
-                run: RunRef { id: r.get(0), attempt: r.get(2) },
-                config_id,
-                config_name: c.name.clone(),
-                kind: c.kind.clone(),
-                period_start: c.period_start,
-                retry: false,
-            });
-        }
+        claimed.extend(inserted);
     }
 
     if !retries.is_empty() {
@@ -543,18 +529,19 @@ async fn claim_once(store: &Store, req: &ClaimRequest<'_>) -> StoreResult<ClaimO
             )
             .await
             .map_err(q("claiming retries"))?;
-        for r in &updated {
-            let config_id: i64 = r.get(1);
-            let c = retries.iter().find(|c| c.config_id == config_id).expect("updated row of a candidate");
-            out.claimed.push(ClaimedRun {
-                run: RunRef { id: r.get(0), attempt: r.get(2) },
-                config_id,
-                config_name: c.name.clone(),
-                kind: c.kind.clone(),
-                period_start: c.period_start,
-                retry: true,
-            });
-        }
+        claimed.extend(updated);
+    }
+
+    let mut out = ClaimOutcome::default();
+    for r in &claimed {
+        let config_id: i64 = r.get(1);
+        let c = cands.iter().find(|c| c.config_id == config_id).expect("a claimed run is a candidate's");
+        out.claimed.push(ClaimedRun {
+            run: RunRef { id: r.get(0), attempt: r.get(2) },
+            config_id,
+            config_name: c.name.clone(),
+            period_start: c.period_start,
+        });
     }
 
     for c in &cands {
