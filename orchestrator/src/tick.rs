@@ -21,7 +21,7 @@ use serde_json::json;
 use sheettobigquery::store::claims::{
     self, classify, ClaimRequest, ClaimedRun, DueState, DueWhy, ScanParams, TickBegin,
 };
-use sheettobigquery::store::runs::{Outcome, RunRef, RunStatus};
+use sheettobigquery::store::runs::{self, Outcome, RunRef, RunStatus};
 use sheettobigquery::store::{Store, StoreError};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
@@ -654,7 +654,7 @@ impl Orchestrator {
                 tracing::warn!(decision = "detached", reason = %reason, "stopped watching the run");
             }
         }
-        match claims::run_state(&self.store, c.run.id).await {
+        match runs::get(&self.store, c.run.id).await {
             Ok(Some(st)) => RunReport {
                 run_id: c.run.id,
                 config_id: c.config_id,
@@ -722,7 +722,7 @@ async fn heartbeat_loop(store: Store, leases: Arc<Leases>, owner: String, lease:
             Ok(held) => {
                 for r in runs.iter().filter(|r| !held.contains(&r.id)) {
                     // Finished by the job itself (it is about to exit), or taken away?
-                    match claims::run_state(&store, r.id).await {
+                    match runs::get(&store, r.id).await {
                         Ok(Some(st)) if st.attempt == r.attempt && st.status != "abandoned" => {}
                         Ok(st) => {
                             tracing::warn!(run_id = r.id, attempt = r.attempt, now = ?st.map(|s| (s.attempt, s.status)),

@@ -738,41 +738,6 @@ pub async fn release_unstarted(store: &Store, run: RunRef, reason: &str) -> Stor
     Ok(n == 1)
 }
 
-/// A run's current state, for reporting what the job recorded.
-#[derive(Debug, Clone)]
-pub struct RunState {
-    pub id: i64,
-    pub config_id: i64,
-    pub attempt: i32,
-    pub status: String,
-    pub error_kind: Option<String>,
-    pub error_message: Option<String>,
-    pub rows_written: Option<i64>,
-    pub next_attempt_at: Option<DateTime<Utc>>,
-}
-
-pub async fn run_state(store: &Store, id: i64) -> StoreResult<Option<RunState>> {
-    let client = store.client().await?;
-    let row = client
-        .query_opt(
-            "SELECT id, config_id, attempt, status, error_kind, error_message, rows_written, next_attempt_at
-               FROM job_runs WHERE id = $1",
-            &[&id],
-        )
-        .await
-        .map_err(q("reading a run"))?;
-    Ok(row.map(|r| RunState {
-        id: r.get(0),
-        config_id: r.get(1),
-        attempt: r.get(2),
-        status: r.get(3),
-        error_kind: r.get(4),
-        error_message: r.get(5),
-        rows_written: r.get(6),
-        next_attempt_at: r.get(7),
-    }))
-}
-
 /// A tick as recorded.
 #[derive(Debug, Clone)]
 pub struct TickRow {

@@ -43,7 +43,7 @@ pub struct RunRef {
     pub attempt: i32,
 }
 
-/// A ledger row as the job sees it.
+/// A ledger row as the job (and the orchestrator, reading back what the job recorded) sees it.
 #[derive(Debug, Clone)]
 pub struct RunInfo {
     pub id: i64,
@@ -51,12 +51,17 @@ pub struct RunInfo {
     pub attempt: i32,
     pub status: String,
     pub started_at: Option<DateTime<Utc>>,
+    pub error_kind: Option<String>,
+    pub error_message: Option<String>,
 }
 
 pub async fn get(store: &Store, id: i64) -> StoreResult<Option<RunInfo>> {
     let client = store.client().await?;
     let row = client
-        .query_opt("SELECT id, config_id, attempt, status, started_at FROM job_runs WHERE id = $1", &[&id])
+        .query_opt(
+            "SELECT id, config_id, attempt, status, started_at, error_kind, error_message FROM job_runs WHERE id = $1",
+            &[&id],
+        )
         .await
         .map_err(q("reading a run"))?;
     Ok(row.map(|r| RunInfo {
@@ -65,6 +70,8 @@ pub async fn get(store: &Store, id: i64) -> StoreResult<Option<RunInfo>> {
         attempt: r.get(2),
         status: r.get(3),
         started_at: r.get(4),
+        error_kind: r.get(5),
+        error_message: r.get(6),
     }))
 }
 
