@@ -719,27 +719,24 @@ async fn heartbeat_loop(store: Store, leases: Arc<Leases>, owner: String, lease:
         }
         let runs = leases.snapshot();
         match claims::extend_leases(&store, &runs, lease.as_secs_f64()).await {
-            Ok(held) => {
-                for r in runs.iter().filter(|r| !held.contains(&r.id)) {
+            Ok(renewals) => {
+                for r in renewals.iter().filter(|r| !r.held) {
                     // Finished by the job itself (it is about to exit), or taken away?
-                    match runs::get(&store, r.id).await {
-                        Ok(Some(st)) if st.attempt == r.attempt && st.status != "abandoned" => {}
-                        Ok(st) => {
-                            tracing::warn!(run_id = r.id, attempt = r.attempt, now = ?st.map(|s| (s.attempt, s.status)),
+                    match &r.now {
+                        Some((attempt, status)) if *attempt == r.run.attempt && status != "abandoned" => {}
+                        now => {
+                            tracing::warn!(run_id = r.run.id, attempt = r.run.attempt, now = ?now,
                                 "lost the run's lease (swept or superseded)");
-                            leases.lost(r.id);
+                            leases.lost(r.run.id);
                         }
-                        Err(e) => tracing::warn!(run_id = r.id, error = %e.db_message(), "cannot read a run"),
                     }
                 }
             }
             Err(e) => tracing::warn!(error = %e.db_message(), "cannot renew run leases; will retry"),
         }
         let ticks: Vec<i64> = leases.ticks.lock().map(|g| g.iter().copied().collect()).unwrap_or_default();
-        for id in ticks {
-            if let Err(e) = claims::extend_tick_lease(&store, id, &owner, lease.as_secs_f64()).await {
-                tracing::warn!(tick_id = id, error = %e.db_message(), "cannot renew the tick lease");
-            }
+        if let Err(e) = claims::extend_tick_leases(&store, &ticks, &owner, lease.as_secs_f64()).await {
+            tracing::warn!(ticks = ?ticks, error = %e.db_message(), "cannot renew the tick leases");
         }
     }
 }

@@ -578,9 +578,20 @@ async fn claim_once(store: &Store, req: &ClaimRequest<'_>) -> StoreResult<ClaimO
     Ok(out)
 }
 
-/// Extends the leases of runs this orchestrator holds (queued or running). Returns the ids still
-/// held; a run missing from the answer was swept, finished or retried by someone else.
-pub async fn extend_leases(store: &Store, runs: &[RunRef], lease_secs: f64) -> StoreResult<Vec<i64>> {
+/// A held run after a lease renewal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseRenewal {
+    pub run: RunRef,
+    /// The lease was extended: the run is still this attempt and queued or running.
+    pub held: bool,
+    /// The row's attempt and status now (None when the row is gone).
+    pub now: Option<(i32, String)>,
+}
+
+/// Extends the leases of runs this orchestrator holds (queued or running) and says, for every
+/// run asked about, whether it is still held and what its row shows now. A run no longer held
+/// was swept, finished or retried by someone else. One statement for all runs.
+pub async fn extend_leases(store: &Store, runs: &[RunRef], lease_secs: f64) -> StoreResult<Vec<LeaseRenewal>> {
     if runs.is_empty() {
         return Ok(Vec::new());
     }
@@ -589,15 +600,29 @@ pub async fn extend_leases(store: &Store, runs: &[RunRef], lease_secs: f64) -> S
     let client = store.client().await?;
     let rows = client
         .query(
-            "UPDATE job_runs r SET lease_expires_at = GREATEST(r.lease_expires_at, now() + make_interval(secs => $3))
-               FROM unnest($1::bigint[], $2::int[]) AS u(id, attempt)
-              WHERE r.id = u.id AND r.attempt = u.attempt AND r.status IN ('queued', 'running')
-              RETURNING r.id",
+            "WITH u AS (SELECT * FROM unnest($1::bigint[], $2::int[]) AS u(id, attempt)),
+             renewed AS (
+                 UPDATE job_runs r SET lease_expires_at = GREATEST(r.lease_expires_at, now() + make_interval(secs => $3))
+                   FROM u
+                  WHERE r.id = u.id AND r.attempt = u.attempt AND r.status IN ('queued', 'running')
+                  RETURNING r.id
+             )
+             SELECT u.id, u.attempt, renewed.id IS NOT NULL, r.attempt, r.status
+               FROM u
+               LEFT JOIN renewed ON renewed.id = u.id
+               LEFT JOIN job_runs r ON r.id = u.id",
             &[&ids, &attempts, &lease_secs],
         )
         .await
         .map_err(q("extending run leases"))?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
+    Ok(rows
+        .iter()
+        .map(|r| LeaseRenewal {
+            run: RunRef { id: r.get(0), attempt: r.get(1) },
+            held: r.get(2),
+            now: r.get::<_, Option<i32>>(3).map(|a| (a, r.get(4))),
+        })
+        .collect())
 }
 
 /// Records where the run executes (`local:PID`, a Cloud Run execution name). Fenced.
@@ -816,18 +841,21 @@ pub async fn begin_tick(
     Ok(TickBegin::Replay(tick_row(&row)))
 }
 
-/// Keeps a running tick's lease (so a replay can tell a live tick from a crashed one).
-pub async fn extend_tick_lease(store: &Store, id: i64, owner: &str, lease_secs: f64) -> StoreResult<bool> {
+/// Keeps the leases of this owner's running ticks (so a replay can tell a live tick from a
+/// crashed one), all in one statement.
+pub async fn extend_tick_leases(store: &Store, ids: &[i64], owner: &str, lease_secs: f64) -> StoreResult<u64> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
     let client = store.client().await?;
-    let n = client
+    client
         .execute(
             "UPDATE orchestrator_ticks SET lease_expires_at = now() + make_interval(secs => $3)
-              WHERE id = $1 AND owner = $2 AND status = 'running'",
-            &[&id, &owner, &lease_secs],
+              WHERE id = ANY($1) AND owner = $2 AND status = 'running'",
+            &[&ids, &owner, &lease_secs],
         )
         .await
-        .map_err(q("extending the tick lease"))?;
-    Ok(n == 1)
+        .map_err(q("extending tick leases"))
 }
 
 /// Records a tick's end and result (fenced on its owner).
