@@ -25,7 +25,6 @@ use serde_json::{json, Value};
 use sheettobigquery::store::claims::TickBegin;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 use crate::oidc::Authenticator;
 use crate::tick::{Orchestrator, TickRequest, Trigger};
@@ -35,7 +34,6 @@ pub struct AppState {
     pub orch: Arc<Orchestrator>,
     pub auth: Authenticator,
     pub respond_within: Duration,
-    pub stopping: CancellationToken,
     /// Held by every running tick; all dropped = all ticks done.
     pub ticks_done: mpsc::Sender<()>,
 }
@@ -70,7 +68,7 @@ async fn run(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response {
             return r;
         }
     };
-    if s.stopping.is_cancelled() {
+    if s.orch.is_stopping() {
         return error(StatusCode::SERVICE_UNAVAILABLE, "shutting down; not starting a tick");
     }
     let schedule_time = match header_str(&headers, "x-cloudscheduler-scheduletime") {
@@ -135,7 +133,7 @@ async fn run(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response {
             }
             _ => (StatusCode::ACCEPTED, Json(json!({"tick_id": tick_id, "status": "running", "replay": false}))).into_response(),
         },
-        _ = s.stopping.cancelled() => {
+        _ = s.orch.stopping() => {
             (StatusCode::ACCEPTED, Json(json!({"tick_id": tick_id, "status": "running", "replay": false}))).into_response()
         }
     }
@@ -143,11 +141,11 @@ async fn run(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response {
 
 async fn healthz(State(s): State<Arc<AppState>>) -> Response {
     let body = json!({
-        "status": if s.stopping.is_cancelled() { "stopping" } else { "ok" },
+        "status": if s.orch.is_stopping() { "stopping" } else { "ok" },
         "owner": s.orch.owner(),
         "inflight": s.orch.metrics().inflight(),
     });
-    let code = if s.stopping.is_cancelled() { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+    let code = if s.orch.is_stopping() { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
     (code, Json(body)).into_response()
 }
 
@@ -167,21 +165,12 @@ pub async fn serve(
     grace: Duration,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let stopping = CancellationToken::new();
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
-    let state = Arc::new(AppState {
-        orch: orch.clone(),
-        auth,
-        respond_within,
-        stopping: stopping.clone(),
-        ticks_done: done_tx,
-    });
-    let stop = stopping.clone();
+    let state = Arc::new(AppState { orch: orch.clone(), auth, respond_within, ticks_done: done_tx });
     let orch2 = orch.clone();
     let signal = async move {
         shutdown.await;
         tracing::warn!(grace = %crate::settings::fmt_duration(grace), "shutting down: no new ticks or claims; in-flight runs get the grace period");
-        stop.cancel();
         orch2.stop_claiming();
     };
     axum::serve(listener, router(state)).with_graceful_shutdown(signal).await?;

@@ -271,8 +271,14 @@ impl Orchestrator {
         self.force_stop.cancel();
     }
 
+    /// SIGTERM arrived: nothing more is claimed (and `serve` starts no more ticks).
     pub fn is_stopping(&self) -> bool {
         self.stop_claiming.is_cancelled()
+    }
+
+    /// Resolves when the orchestrator starts stopping.
+    pub async fn stopping(&self) {
+        self.stop_claiming.cancelled().await
     }
 
     /// Records the start of a tick, or finds the original tick of a replayed scheduler request.
