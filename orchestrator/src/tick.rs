@@ -255,10 +255,6 @@ impl Orchestrator {
         &self.metrics
     }
 
-    pub fn settings(&self) -> &Settings {
-        &self.settings
-    }
-
     /// SIGTERM: claim nothing more; running executions go on.
     pub fn stop_claiming(&self) {
         self.stop_claiming.cancel();

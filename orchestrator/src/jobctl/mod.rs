@@ -86,11 +86,6 @@ pub(crate) struct Ctx {
 impl Ctx {
     /// Connects to the control-plane database, with advice when that fails.
     pub async fn connect(&self) -> anyhow::Result<Store> {
-        if !self.db.is_configured() {
-            anyhow::bail!(
-                "no database configured: set DATABASE_URL (or --database-url), or POSTGRES_HOST/POSTGRES_DB/POSTGRES_USER/POSTGRES_PASSWORD"
-            );
-        }
         Store::connect(&self.db, 4).await.map_err(|e| {
             anyhow::anyhow!(
                 "{}; check DATABASE_URL / POSTGRES_* and that Postgres is running (`jobctl test-connection` shows what is in use)",

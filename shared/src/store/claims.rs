@@ -763,20 +763,15 @@ pub async fn release_unstarted(store: &Store, run: RunRef, reason: &str) -> Stor
     Ok(n == 1)
 }
 
-/// A tick as recorded.
+/// A recorded tick, as a replayed scheduler request sees it.
 #[derive(Debug, Clone)]
 pub struct TickRow {
     pub id: i64,
-    pub trigger: String,
-    pub scheduler_job: Option<String>,
     pub schedule_time: Option<DateTime<Utc>>,
-    pub owner: String,
     /// `running`, `completed`, `failed` or `interrupted`.
     pub status: String,
     /// A `running` tick whose owner stopped renewing it (crashed).
     pub lease_expired: bool,
-    pub started_at: DateTime<Utc>,
-    pub finished_at: Option<DateTime<Utc>>,
     pub result: Option<Value>,
 }
 
@@ -785,24 +780,6 @@ pub struct TickRow {
 pub enum TickBegin {
     Started(i64),
     Replay(TickRow),
-}
-
-const TICK_COLUMNS: &str = "id, trigger, scheduler_job, schedule_time, owner, status,
-    status = 'running' AND lease_expires_at < now(), started_at, finished_at, result";
-
-fn tick_row(r: &tokio_postgres::Row) -> TickRow {
-    TickRow {
-        id: r.get(0),
-        trigger: r.get(1),
-        scheduler_job: r.get(2),
-        schedule_time: r.get(3),
-        owner: r.get(4),
-        status: r.get(5),
-        lease_expired: r.get::<_, Option<bool>>(6).unwrap_or(false),
-        started_at: r.get(7),
-        finished_at: r.get(8),
-        result: r.get(9),
-    }
 }
 
 /// Records the start of a tick. With a schedule time, a second request for the same
@@ -828,17 +805,22 @@ pub async fn begin_tick(
     if let Some(r) = row {
         return Ok(TickBegin::Started(r.get(0)));
     }
-    let row = client
+    let r = client
         .query_one(
-            &format!(
-                "SELECT {TICK_COLUMNS} FROM orchestrator_ticks
-                  WHERE COALESCE(scheduler_job, '') = COALESCE($1, '') AND schedule_time = $2"
-            ),
+            "SELECT id, schedule_time, status, status = 'running' AND lease_expires_at < now(), result
+               FROM orchestrator_ticks
+              WHERE COALESCE(scheduler_job, '') = COALESCE($1, '') AND schedule_time = $2",
             &[&scheduler_job, &schedule_time],
         )
         .await
         .map_err(q("reading the original tick"))?;
-    Ok(TickBegin::Replay(tick_row(&row)))
+    Ok(TickBegin::Replay(TickRow {
+        id: r.get(0),
+        schedule_time: r.get(1),
+        status: r.get(2),
+        lease_expired: r.get::<_, Option<bool>>(3).unwrap_or(false),
+        result: r.get(4),
+    }))
 }
 
 /// Keeps the leases of this owner's running ticks (so a replay can tell a live tick from a
@@ -870,15 +852,6 @@ pub async fn finish_tick(store: &Store, id: i64, owner: &str, status: &str, resu
         .await
         .map_err(q("recording the tick result"))?;
     Ok(n == 1)
-}
-
-pub async fn get_tick(store: &Store, id: i64) -> StoreResult<Option<TickRow>> {
-    let client = store.client().await?;
-    let row = client
-        .query_opt(&format!("SELECT {TICK_COLUMNS} FROM orchestrator_ticks WHERE id = $1"), &[&id])
-        .await
-        .map_err(q("reading a tick"))?;
-    Ok(row.as_ref().map(tick_row))
 }
 
 #[cfg(test)]

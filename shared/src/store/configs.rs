@@ -88,11 +88,6 @@ pub async fn list(store: &Store) -> StoreResult<Vec<ConfigRow>> {
     Ok(rows.iter().map(row_to_config).collect())
 }
 
-/// Inserts a validated config (as `job_ready`: it was written for the job). Returns its id.
-pub async fn insert(client: &impl deadpool_postgres::GenericClient, c: &JobConfig) -> StoreResult<i64> {
-    insert_with_status(client, c, "job_ready").await
-}
-
 /// Advances `last_run` (only ever after a successful run).
 pub async fn set_last_run(
     client: &impl deadpool_postgres::GenericClient,
