@@ -25,8 +25,8 @@
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use super::runs::{Outcome, RunRef, RunStatus};
-use super::{configs, q, Store, StoreError, StoreResult};
+use super::runs::{self, Outcome, RunRef, RunStatus};
+use super::{q, Store, StoreError, StoreResult};
 
 /// Terminal statuses a new attempt may follow.
 pub const RETRYABLE: [&str; 4] = ["failed", "timed_out", "cancelled", "abandoned"];
@@ -685,10 +685,9 @@ pub async fn sweep_expired(store: &Store) -> StoreResult<Vec<SweptRun>> {
 }
 
 /// Records the orchestrator's view of an outcome (from the exit code or the Cloud Run execution)
-/// unless the job recorded its own: fenced on (run id, attempt) and on the run still being
-/// queued or running — or in one of `overriding` (a timeout wins over the `cancelled` the job
-/// writes when it gets SIGTERM). On success `last_run` advances to the run's start
-/// (`started_fallback` when the job never marked it running), in the same transaction.
+/// unless the job recorded its own: [`runs::finish`]'s fenced write, which may also replace one of
+/// `overriding` (a timeout wins over the `cancelled` the job writes when it gets SIGTERM). A run
+/// the job never marked running gets `started_fallback` as its start.
 pub async fn record_outcome(
     store: &Store,
     run: RunRef,
@@ -696,39 +695,7 @@ pub async fn record_outcome(
     overriding: &[RunStatus],
     started_fallback: DateTime<Utc>,
 ) -> StoreResult<bool> {
-    let mut allowed = vec!["queued", "running"];
-    allowed.extend(overriding.iter().map(|s| s.as_str()));
-    let mut client = store.client().await?;
-    let tx = client.transaction().await.map_err(q("starting the outcome transaction"))?;
-    let row = tx
-        .query_opt(
-            "UPDATE job_runs
-                SET status = $3, finished_at = now(), started_at = COALESCE(started_at, $10),
-                    rows_read = COALESCE($4, rows_read), rows_written = COALESCE($5, rows_written),
-                    error_kind = $6, error_message = $7, details = details || $8, lease_expires_at = NULL
-              WHERE id = $1 AND attempt = $2 AND status = ANY($9)
-              RETURNING config_id, started_at",
-            &[
-                &run.id,
-                &run.attempt,
-                &o.status.as_str(),
-                &o.rows_read,
-                &o.rows_written,
-                &o.error_kind,
-                &o.error_message,
-                &o.details,
-                &allowed,
-                &started_fallback,
-            ],
-        )
-        .await
-        .map_err(q("recording the run outcome"))?;
-    let Some(row) = row else { return Ok(false) };
-    if o.status == RunStatus::Succeeded {
-        configs::set_last_run(&tx, row.get(0), row.get(1)).await?;
-    }
-    tx.commit().await.map_err(q("committing the run outcome"))?;
-    Ok(true)
+    runs::finish_over(store, run, o, overriding, Some(started_fallback)).await
 }
 
 /// Sets when the next attempt may start, `delay_secs` from now. Fenced on (run id, attempt) and on

@@ -151,15 +151,32 @@ pub struct Outcome {
 /// Records the outcome and, on success, advances the config's `last_run` in the same
 /// transaction. False when the run was fenced out (nothing written).
 pub async fn finish(store: &Store, run: RunRef, o: &Outcome) -> StoreResult<bool> {
+    finish_over(store, run, o, &[], None).await
+}
+
+/// The one fenced outcome write, for the job ([`finish`]) and the orchestrator
+/// (`claims::record_outcome`): fenced on (run id, attempt) and on the run being queued or running,
+/// or in one of `overriding`. A run with no `started_at` gets `started_fallback`. On success
+/// `last_run` advances to the run's start (the database's `now()` when it has none), in the same
+/// transaction. False when fenced out (nothing written).
+pub(super) async fn finish_over(
+    store: &Store,
+    run: RunRef,
+    o: &Outcome,
+    overriding: &[RunStatus],
+    started_fallback: Option<DateTime<Utc>>,
+) -> StoreResult<bool> {
+    let mut allowed = vec![RunStatus::Queued.as_str(), RunStatus::Running.as_str()];
+    allowed.extend(overriding.iter().map(|s| s.as_str()));
     let mut client = store.client().await?;
-    let tx = client.transaction().await.map_err(q("starting the finish transaction"))?;
+    let tx = client.transaction().await.map_err(q("starting the outcome transaction"))?;
     let row = tx
         .query_opt(
             "UPDATE job_runs
-                SET status = $3, finished_at = now(), rows_read = $4, rows_written = $5,
-                    error_kind = $6, error_message = $7, details = details || $8,
-                    lease_expires_at = NULL
-              WHERE id = $1 AND attempt = $2 AND status IN ('queued', 'running')
+                SET status = $3, finished_at = now(), started_at = COALESCE(started_at, $10),
+                    rows_read = COALESCE($4, rows_read), rows_written = COALESCE($5, rows_written),
+                    error_kind = $6, error_message = $7, details = details || $8, lease_expires_at = NULL
+              WHERE id = $1 AND attempt = $2 AND status = ANY($9)
               RETURNING config_id, COALESCE(started_at, now())",
             &[
                 &run.id,
@@ -170,6 +187,8 @@ pub async fn finish(store: &Store, run: RunRef, o: &Outcome) -> StoreResult<bool
                 &o.error_kind,
                 &o.error_message,
                 &o.details,
+                &allowed,
+                &started_fallback,
             ],
         )
         .await
