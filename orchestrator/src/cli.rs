@@ -40,7 +40,7 @@ const RUN_HELP: &str = "\
 Exit codes: 0 every dispatched run succeeded (or nothing was due); 1 the orchestrator failed
 (settings, database); 2 usage error; 3 at least one run failed, timed out, was cancelled or was
 abandoned after its attempts in this tick; 130 interrupted by SIGTERM/SIGINT (in-flight runs were
-given --shutdown-grace to finish, then stopped and recorded; unstarted claims were released).
+given --shutdown-grace to finish, then stopped and recorded; nothing more was claimed).
 
 Retries: a failed run is retried within its due period up to --max-attempts attempts, after
 min(--retry-max-delay, --retry-base-delay x 2^(attempt-1)) with equal jitter (half of it plus up to

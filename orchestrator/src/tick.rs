@@ -3,15 +3,16 @@
 //! them (fenced), retry failures with exponential backoff and jitter, and report.
 //!
 //! Every decision is one structured log line with `decision` (`due`, `claimed`, `skipped`,
-//! `dispatched`, `finished`, `retry_scheduled`, `retried`, `exhausted`, `abandoned`,
-//! `released`), the config and the run id.
+//! `dispatched`, `finished`, `retry_scheduled`, `retried`, `exhausted`, `abandoned`), the config
+//! and the run id.
 //!
 //! **Invariant:** never more than `max_parallel_jobs` executions in flight per process: each
-//! execution holds a semaphore permit from before it starts until after it ended.
+//! execution holds a semaphore permit from before it is claimed until after it is recorded, and a
+//! tick claims only as many runs as it holds permits.
 //! **Invariant:** the orchestrator holds the lease of every run it claimed until the run is
 //! recorded; a run nobody renews is swept to `abandoned` and claimed again by a later tick.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -431,73 +432,50 @@ impl Orchestrator {
         }
         self.metrics.set_due(report.due, Duration::from_secs(max_lag.max(0) as u64));
 
-        // 3. Claim as capacity frees up (a batch of up to the cap at a time), dispatch each run
-        //    with its permit.
-        let batch = self.settings.max_parallel_jobs as i64;
-        let mut queue: VecDeque<(ClaimedRun, Instant, CancellationToken)> = VecDeque::new();
-        let mut drained = false;
+        // 3. Claim as capacity frees up: wait for one free permit, take whatever else is free
+        //    right now (up to the cap), claim exactly as many runs as permits held, and dispatch
+        //    each with its permit. Nothing claimed ever waits for a permit.
+        let cap = self.settings.max_parallel_jobs;
         let mut tasks: JoinSet<Vec<RunReport>> = JoinSet::new();
         let mut claim_error = None;
         loop {
-            if self.stop_claiming.is_cancelled() {
-                break;
-            }
-            let permit = tokio::select! {
+            let first = tokio::select! {
                 p = self.permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
                 _ = self.stop_claiming.cancelled() => break,
             };
-            if queue.is_empty() {
-                if drained {
-                    break;
-                }
-                let out = match claims::claim(&self.store, &self.claim_request(batch, None, tick_id, req)).await {
-                    Ok(o) => o,
-                    Err(e) => {
-                        claim_error = Some(e);
-                        break;
-                    }
-                };
-                log_skipped(&out.skipped);
-                if out.claimed.is_empty() {
-                    break;
-                }
-                drained = (out.claimed.len() as i64) < batch;
-                self.metrics.claimed(out.claimed.len());
-                report.claimed += out.claimed.len();
-                for c in out.claimed {
-                    log_claimed(&c);
-                    let lost = self.leases.hold(c.run);
-                    queue.push_back((c, Instant::now(), lost));
+            let mut permits = vec![first];
+            while permits.len() < cap {
+                match self.permits.clone().try_acquire_owned() {
+                    Ok(p) => permits.push(p),
+                    Err(_) => break,
                 }
             }
-            let Some((c, at, lost)) = queue.pop_front() else { break };
-            let this = self.clone();
-            let req = req.clone();
-            tasks.spawn(async move { this.run_claimed(c, at, permit, lost, tick_id, req).await });
-        }
-        // Claimed but never started (shutdown): give them back for the next tick.
-        for (c, _, _) in queue.drain(..) {
-            let reason = "released before it started: the orchestrator is shutting down";
-            match claims::release_unstarted(&self.store, c.run, reason).await {
-                Ok(_) => {
-                    tracing::info!(decision = "released", config = %c.config_name, config_id = c.config_id, run_id = c.run.id,
-                    attempt = c.run.attempt, "released an unstarted run")
-                }
+            if self.stop_claiming.is_cancelled() {
+                break;
+            }
+            let held = permits.len();
+            let out = match claims::claim(&self.store, &self.claim_request(held as i64, None, tick_id, req)).await {
+                Ok(o) => o,
                 Err(e) => {
-                    tracing::warn!(run_id = c.run.id, error = %e.db_message(), "cannot release an unstarted run; its lease will expire")
+                    claim_error = Some(e);
+                    break;
                 }
+            };
+            log_skipped(&out.skipped);
+            let claimed = out.claimed.len();
+            self.metrics.claimed(claimed);
+            report.claimed += claimed;
+            // Permits beyond the runs claimed are given back when `permits` drops.
+            for (c, permit) in out.claimed.into_iter().zip(permits) {
+                log_claimed(&c);
+                let lost = self.leases.hold(c.run);
+                let this = self.clone();
+                let req = req.clone();
+                tasks.spawn(async move { this.run_claimed(c, Instant::now(), permit, lost, tick_id, req).await });
             }
-            self.leases.release(c.run.id);
-            report.runs.push(RunReport {
-                run_id: c.run.id,
-                config_id: c.config_id,
-                config: c.config_name.clone(),
-                attempt: c.run.attempt,
-                status: RunStatus::Abandoned.as_str().into(),
-                error_kind: Some("abandoned".into()),
-                error: Some(reason.into()),
-                next_attempt_at: None,
-            });
+            if claimed < held {
+                break;
+            }
         }
         // 4. Wait for every run (and its in-tick retries).
         while let Some(r) = tasks.join_next().await {

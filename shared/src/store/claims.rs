@@ -714,22 +714,6 @@ pub async fn schedule_retry(store: &Store, run: RunRef, delay_secs: f64) -> Stor
     Ok(row.map(|r| r.get(0)))
 }
 
-/// Gives back a claimed run that never started (shutdown): `abandoned`, eligible again at once.
-pub async fn release_unstarted(store: &Store, run: RunRef, reason: &str) -> StoreResult<bool> {
-    let client = store.client().await?;
-    let n = client
-        .execute(
-            "UPDATE job_runs
-                SET status = 'abandoned', finished_at = now(), next_attempt_at = now(), lease_expires_at = NULL,
-                    error_kind = 'abandoned', error_message = $3
-              WHERE id = $1 AND attempt = $2 AND status = 'queued'",
-            &[&run.id, &run.attempt, &reason],
-        )
-        .await
-        .map_err(q("releasing an unstarted run"))?;
-    Ok(n == 1)
-}
-
 /// A recorded tick, as a replayed scheduler request sees it.
 #[derive(Debug, Clone)]
 pub struct TickRow {
