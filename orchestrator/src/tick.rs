@@ -19,8 +19,9 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use sheettobigquery::google::retry::RetryPolicy as GoogleRetry;
 use sheettobigquery::store::claims::{
-    self, classify, ClaimRequest, ClaimedRun, DueState, DueWhy, ScanParams, TickBegin,
+    self, classify, ClaimRequest, ClaimedRun, DueState, DueWhy, RetryPolicy, ScanParams, TickBegin,
 };
 use sheettobigquery::store::runs::{self, Outcome, RunRef, RunStatus};
 use sheettobigquery::store::{Store, StoreError};
@@ -552,12 +553,12 @@ impl Orchestrator {
             // Abandoned runs (and runs stopped by a shutdown) were not the job's fault: no backoff.
             let no_backoff =
                 rep.status == "abandoned" || (rep.status == "cancelled" && self.stop_claiming.is_cancelled());
-            let delay = if no_backoff { 0.0 } else { jittered(self.settings.retry.backoff_secs(c.run.attempt)) };
-            match claims::schedule_retry(&self.store, c.run, delay).await {
+            let delay = if no_backoff { Duration::ZERO } else { backoff(&self.settings.retry, c.run.attempt) };
+            match claims::schedule_retry(&self.store, c.run, delay.as_secs_f64()).await {
                 Ok(Some(at)) => {
                     rep.next_attempt_at = Some(at);
                     tracing::info!(parent: &span, decision = "retry_scheduled", next_attempt = c.run.attempt + 1,
-                        retry_in_ms = (delay * 1000.0) as u64, retry_at = %at, "retry scheduled");
+                        retry_in_ms = delay.as_millis() as u64, retry_at = %at, "retry scheduled");
                 }
                 Ok(None) => {
                     reports.push(rep);
@@ -570,12 +571,11 @@ impl Orchestrator {
                 }
             }
             reports.push(rep);
-            let wait = Duration::from_secs_f64(delay);
-            if self.stop_claiming.is_cancelled() || wait > self.settings.retry_wait_max {
+            if self.stop_claiming.is_cancelled() || delay > self.settings.retry_wait_max {
                 return reports;
             }
             tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
+                _ = tokio::time::sleep(delay) => {}
                 _ = self.stop_claiming.cancelled() => return reports,
             }
             let p = tokio::select! {
@@ -659,9 +659,16 @@ impl Orchestrator {
     }
 }
 
-/// Equal jitter: half the backoff, plus up to the other half at random.
-fn jittered(secs: f64) -> f64 {
-    secs / 2.0 + fastrand::f64() * secs / 2.0
+/// The backoff after `attempt` failed: `min(max, base × 2^(attempt−1))` with equal jitter (half of
+/// it, plus up to the other half at random), the same schedule as the Google API retries.
+fn backoff(policy: &RetryPolicy, attempt: i32) -> Duration {
+    let secs = |s: f64| Duration::try_from_secs_f64(s).unwrap_or_default();
+    GoogleRetry {
+        initial_delay: secs(policy.base_delay_secs),
+        max_delay: secs(policy.max_delay_secs),
+        ..GoogleRetry::default()
+    }
+    .delay(attempt.max(1) as u32)
 }
 
 fn log_claimed(c: &ClaimedRun) {
@@ -771,10 +778,15 @@ mod tests {
     }
 
     #[test]
-    fn jitter_stays_within_half_to_full_backoff() {
+    fn backoff_doubles_up_to_the_ceiling_with_equal_jitter() {
+        let p = RetryPolicy { max_attempts: 5, base_delay_secs: 30.0, max_delay_secs: 100.0 };
         for _ in 0..100 {
-            let j = jittered(30.0);
-            assert!((15.0..=30.0).contains(&j), "{j}");
+            for (attempt, full) in [(1, 30), (2, 60), (3, 100), (40, 100)] {
+                let d = backoff(&p, attempt);
+                let full = Duration::from_secs(full);
+                assert!(d >= full / 2 && d <= full, "attempt {attempt}: {d:?}");
+            }
         }
+        assert_eq!(backoff(&RetryPolicy { base_delay_secs: 0.0, ..p }, 2), Duration::ZERO);
     }
 }

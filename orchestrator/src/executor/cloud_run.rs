@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sheettobigquery::google::auth::Credentials;
+use sheettobigquery::google::retry::RetryPolicy;
 use sheettobigquery::store::runs::RunStatus;
 use tokio::sync::OnceCell;
 
@@ -316,9 +317,9 @@ impl CloudRunExecutor {
                     last = Some(CloudRunError::Timeout(t));
                 }
                 Err(e) if e.retryable() && attempt < START_TRIES => {
-                    let base = Duration::from_millis(500) * 2u32.pow(attempt.min(6) - 1);
-                    let wait = e.retry_after().unwrap_or(base).max(base / 2);
-                    let wait = wait + Duration::from_millis(fastrand::u64(0..=wait.as_millis() as u64 / 2));
+                    // Backoff as for every Google API call, and never sooner than Retry-After.
+                    let backoff = RetryPolicy::default().delay(attempt);
+                    let wait = e.retry_after().map_or(backoff, |after| after.max(backoff));
                     tracing::warn!(config = %d.config_name, run_id = d.run.id, error = %e, retry_in_ms = wait.as_millis() as u64,
                         "jobs:run refused; backing off");
                     tokio::select! {
@@ -356,10 +357,16 @@ impl Executor for CloudRunExecutor {
         ctl.started(&name).await;
         let mut transient = 0u32;
         loop {
+            // Polls that failed back off: poll interval × 2^failures (jittered), at most a minute.
             let wait = if transient == 0 {
                 self.poll_interval
             } else {
-                (self.poll_interval * 2u32.pow(transient.min(5))).min(Duration::from_secs(60))
+                RetryPolicy {
+                    initial_delay: self.poll_interval * 2,
+                    max_delay: Duration::from_secs(60),
+                    ..RetryPolicy::default()
+                }
+                .delay(transient)
             };
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}

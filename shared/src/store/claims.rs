@@ -95,14 +95,6 @@ impl Default for RetryPolicy {
     }
 }
 
-impl RetryPolicy {
-    /// The backoff after `attempt` failed, before jitter: `min(max, base × 2^(attempt−1))`.
-    pub fn backoff_secs(&self, attempt: i32) -> f64 {
-        let exp = (attempt.max(1) - 1).min(30);
-        (self.base_delay_secs * 2f64.powi(exp)).min(self.max_delay_secs).max(0.0)
-    }
-}
-
 /// Per-config due columns over `c` (a configs row) given the clock expression `now`:
 /// `due_at`, `anchor`, `plen` (the period window) and `period_start`.
 fn due_columns(now: &str) -> String {
@@ -127,7 +119,9 @@ fn time_due(now: &str) -> String {
 }
 
 /// When the period row `pr` may be retried: its `next_attempt_at`, or the policy's backoff after
-/// it finished (`$base`, `$max` are parameter placeholders).
+/// it finished (`$base`, `$max` are parameter placeholders). The fallback mirrors the backoff the
+/// orchestrator schedules, `min(max, base × 2^(attempt−1))` (`google::retry::RetryPolicy::delay`),
+/// without its jitter.
 fn retry_at(base: &str, max: &str) -> String {
     format!(
         "COALESCE(pr.next_attempt_at,
@@ -835,15 +829,6 @@ mod tests {
         for bad in ["", "a;drop table x", "a.b.c", "1abc", "a b", "\"x\""] {
             assert!(ConfigsSource::parse(bad).is_err(), "{bad:?} accepted");
         }
-    }
-
-    #[test]
-    fn backoff_doubles_up_to_the_ceiling() {
-        let p = RetryPolicy { max_attempts: 5, base_delay_secs: 30.0, max_delay_secs: 100.0 };
-        assert_eq!(p.backoff_secs(1), 30.0);
-        assert_eq!(p.backoff_secs(2), 60.0);
-        assert_eq!(p.backoff_secs(3), 100.0);
-        assert_eq!(p.backoff_secs(40), 100.0);
     }
 
     #[test]
