@@ -222,29 +222,30 @@ impl CloudRunExecutor {
         Err(CloudRunError::Api { status: status.as_u16(), message, retry_after })
     }
 
-    /// The job's task timeout and retries (Cloud Run's defaults if the job cannot be read).
+    /// The job's task timeout and retries, read once; Cloud Run's defaults while the job cannot be
+    /// read (a failed read is tried again by the next run).
     async fn limits(&self) -> JobLimits {
-        *self
+        let read = self
             .limits
-            .get_or_init(|| async {
-                match self.call(reqwest::Method::GET, &self.job_path, None).await {
-                    Ok(job) => {
-                        let t = &job["template"]["template"];
-                        let timeout = t["timeout"]
-                            .as_str()
-                            .and_then(|s| s.trim_end_matches('s').parse::<f64>().ok())
-                            .map(Duration::from_secs_f64)
-                            .unwrap_or(DEFAULT_TASK_TIMEOUT);
-                        let retries = t["maxRetries"].as_u64().map(|r| r as u32).unwrap_or(DEFAULT_MAX_RETRIES);
-                        JobLimits { task_timeout: timeout, max_retries: retries }
-                    }
-                    Err(e) => {
-                        tracing::warn!(job = %self.job_path, error = %e, "cannot read the Cloud Run job; assuming a 10m task timeout and 3 retries");
-                        JobLimits { task_timeout: DEFAULT_TASK_TIMEOUT, max_retries: DEFAULT_MAX_RETRIES }
-                    }
-                }
+            .get_or_try_init(|| async {
+                let job = self.call(reqwest::Method::GET, &self.job_path, None).await?;
+                let t = &job["template"]["template"];
+                let timeout = t["timeout"]
+                    .as_str()
+                    .and_then(|s| s.trim_end_matches('s').parse::<f64>().ok())
+                    .map(Duration::from_secs_f64)
+                    .unwrap_or(DEFAULT_TASK_TIMEOUT);
+                let retries = t["maxRetries"].as_u64().map(|r| r as u32).unwrap_or(DEFAULT_MAX_RETRIES);
+                Ok::<_, CloudRunError>(JobLimits { task_timeout: timeout, max_retries: retries })
             })
-            .await
+            .await;
+        match read {
+            Ok(limits) => *limits,
+            Err(e) => {
+                tracing::warn!(job = %self.job_path, error = %e, "cannot read the Cloud Run job; assuming a 10m task timeout and 3 retries");
+                JobLimits { task_timeout: DEFAULT_TASK_TIMEOUT, max_retries: DEFAULT_MAX_RETRIES }
+            }
+        }
     }
 
     fn run_body(&self, d: &Dispatch) -> Value {
@@ -283,8 +284,10 @@ impl CloudRunExecutor {
         Ok(None)
     }
 
-    /// Starts the execution (or finds the one a timed-out request started). Returns its name.
-    async fn start(&self, d: &Dispatch, ctl: &RunControl) -> Result<String, CloudRunError> {
+    /// Starts the execution (or finds the one a timed-out request started). Returns its name, or
+    /// None when a `jobs:run` timed out and the executions could not be listed: an execution may
+    /// exist, so starting another could run the same attempt twice.
+    async fn start(&self, d: &Dispatch, ctl: &RunControl) -> Result<Option<String>, CloudRunError> {
         let body = self.run_body(d);
         let path = format!("{}:run", self.job_path);
         let mut last = None;
@@ -296,23 +299,31 @@ impl CloudRunExecutor {
                         .or_else(|| op["response"]["name"].as_str())
                         .map(str::to_string)
                         .ok_or_else(|| CloudRunError::Protocol(format!("jobs:run returned no execution name: {op}")))?;
-                    return Ok(name);
+                    return Ok(Some(name));
                 }
                 Err(CloudRunError::Timeout(t)) => {
                     // The request may have gone through: look before starting a second one.
                     tracing::warn!(config = %d.config_name, run_id = d.run.id, attempt = d.run.attempt, timeout = %t,
                         "jobs:run timed out; looking for an execution carrying this run id before starting another");
+                    let mut listed = false;
                     for look in 0..3 {
                         match self.find_execution(d).await {
                             Ok(Some(name)) => {
                                 tracing::info!(decision = "reattached", config = %d.config_name, run_id = d.run.id,
                                     attempt = d.run.attempt, execution = %name, "re-attached to the execution the timed-out jobs:run started");
-                                return Ok(name);
+                                return Ok(Some(name));
                             }
-                            Ok(None) if look < 2 => tokio::time::sleep(Duration::from_secs(1)).await,
-                            Ok(None) => {}
+                            Ok(None) => {
+                                listed = true;
+                                if look < 2 {
+                                    tokio::time::sleep(Duration::from_secs(1)).await;
+                                }
+                            }
                             Err(e) => tracing::warn!(run_id = d.run.id, error = %e, "cannot list executions"),
                         }
+                    }
+                    if !listed {
+                        return Ok(None);
                     }
                     last = Some(CloudRunError::Timeout(t));
                 }
@@ -345,7 +356,15 @@ impl Executor for CloudRunExecutor {
         let limits = self.limits().await;
         let watch_until = Instant::now() + limits.watch_timeout();
         let name = match self.start(d, ctl).await {
-            Ok(n) => n,
+            Ok(Some(n)) => n,
+            Ok(None) => {
+                return ExecOutcome::Detached {
+                    reason: format!(
+                        "jobs:run of {} timed out and its executions could not be listed; not starting another: the run's lease expires and a later tick dispatches it again",
+                        self.job_path
+                    ),
+                }
+            }
             Err(e) => {
                 return ExecOutcome::Finished(Finish::failed(
                     "execution",
