@@ -19,10 +19,9 @@
 
 use std::time::{Duration, Instant};
 
-use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sheettobigquery::google::auth::Credentials;
-use sheettobigquery::google::retry::RetryPolicy;
+use sheettobigquery::google::retry::{ApiError, RetryPolicy};
 use sheettobigquery::store::runs::RunStatus;
 use tokio::sync::OnceCell;
 
@@ -30,6 +29,8 @@ use super::{Dispatch, ExecOutcome, Executor, Finish, RunControl};
 use crate::settings::{fmt_duration, CloudRunSettings};
 
 pub const DEFAULT_API_URL: &str = "https://run.googleapis.com";
+/// The API's name in errors and logs.
+const API: &str = "run";
 const SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
 /// Cloud Run's defaults for a job's tasks.
 const DEFAULT_TASK_TIMEOUT: Duration = Duration::from_secs(600);
@@ -37,34 +38,26 @@ const DEFAULT_MAX_RETRIES: u32 = 3;
 /// Tries of `jobs:run` before giving up on starting an execution.
 const START_TRIES: u32 = 8;
 
-/// A failed Admin API call.
+/// A failed Admin API call: the API's own error (transient on 408/429/5xx and connection errors,
+/// with any Retry-After), or a request that timed out and may still have been carried out — the
+/// case `jobs:run` reconciles by looking for the execution before starting another.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CloudRunError {
-    #[error("Cloud Run API {status}: {message}")]
-    Api { status: u16, message: String, retry_after: Option<Duration> },
+    #[error(transparent)]
+    Api(#[from] ApiError),
     #[error("Cloud Run API request timed out after {0}")]
     Timeout(String),
-    #[error("Cloud Run API unreachable: {0}")]
-    Transport(String),
-    #[error("cannot authenticate to the Cloud Run API: {0}")]
-    Auth(String),
-    #[error("unexpected Cloud Run API answer: {0}")]
-    Protocol(String),
 }
 
 impl CloudRunError {
     fn retryable(&self) -> bool {
-        match self {
-            CloudRunError::Api { status, .. } => *status == 429 || *status >= 500,
-            CloudRunError::Transport(_) => true,
-            _ => false,
-        }
+        matches!(self, CloudRunError::Api(e) if e.transient)
     }
     fn retry_after(&self) -> Option<Duration> {
         match self {
-            CloudRunError::Api { retry_after, .. } => *retry_after,
-            _ => None,
+            CloudRunError::Api(e) => e.retry_after,
+            CloudRunError::Timeout(_) => None,
         }
     }
 }
@@ -136,6 +129,10 @@ pub fn execution_carries(e: &Value, run_id: i64, attempt: i32) -> bool {
     })
 }
 
+fn auth_error(e: String) -> CloudRunError {
+    ApiError::permanent(API, format!("cannot authenticate: {e}")).into()
+}
+
 pub struct CloudRunExecutor {
     http: reqwest::Client,
     base: String,
@@ -151,12 +148,12 @@ pub struct CloudRunExecutor {
 impl CloudRunExecutor {
     pub fn new(s: &CloudRunSettings) -> Result<CloudRunExecutor, CloudRunError> {
         let (Some(project), Some(region), Some(job)) = (&s.project, &s.region, &s.job) else {
-            return Err(CloudRunError::Protocol("the cloud-run executor needs a project, region and job".into()));
+            return Err(ApiError::permanent(API, "the cloud-run executor needs a project, region and job").into());
         };
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .build()
-            .map_err(|e| CloudRunError::Transport(e.to_string()))?;
+            .map_err(|e| ApiError::permanent(API, format!("cannot build the HTTP client: {e}")))?;
         Ok(CloudRunExecutor {
             http,
             base: s.api_url.clone().unwrap_or_else(|| DEFAULT_API_URL.into()).trim_end_matches('/').to_string(),
@@ -176,9 +173,9 @@ impl CloudRunExecutor {
         }
         let creds = self
             .creds
-            .get_or_try_init(|| async { Credentials::application_default().await.map_err(CloudRunError::Auth) })
+            .get_or_try_init(|| async { Credentials::application_default().await.map_err(auth_error) })
             .await?;
-        creds.token(&[SCOPE]).await.map_err(CloudRunError::Auth)
+        creds.token(&[SCOPE]).await.map_err(auth_error)
     }
 
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> Result<Value, CloudRunError> {
@@ -190,36 +187,25 @@ impl CloudRunExecutor {
         if let Some(b) = body {
             req = req.json(b);
         }
-        let resp = req.send().await.map_err(|e| {
+        let transport = |e: reqwest::Error| {
             if e.is_timeout() {
                 CloudRunError::Timeout(fmt_duration(self.request_timeout))
             } else {
-                CloudRunError::Transport(e.to_string())
+                ApiError::transport(API, e.to_string()).into()
             }
-        })?;
+        };
+        let resp = req.send().await.map_err(transport)?;
         let status = resp.status();
-        let retry_after = resp
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
-        let text = resp.text().await.map_err(|e| {
-            if e.is_timeout() {
-                CloudRunError::Timeout(fmt_duration(self.request_timeout))
-            } else {
-                CloudRunError::Transport(e.to_string())
-            }
-        })?;
-        if status.is_success() {
-            return serde_json::from_str(&text).map_err(|e| CloudRunError::Protocol(format!("{url}: {e}")));
+        let retry_after =
+            resp.headers().get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let body = resp.bytes().await.map_err(transport)?;
+        if !status.is_success() {
+            return Err(ApiError::from_body(API, status.as_u16(), &body)
+                .with_retry_after(retry_after.as_deref())
+                .into());
         }
-        // Google's error body: {"error": {"code", "message", "status"}}.
-        let message = serde_json::from_str::<Value>(&text)
-            .ok()
-            .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
-            .unwrap_or_else(|| text.chars().take(300).collect());
-        Err(CloudRunError::Api { status: status.as_u16(), message, retry_after })
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::permanent(API, format!("unexpected answer from {url}: {e}")).into())
     }
 
     /// The job's task timeout and retries, read once; Cloud Run's defaults while the job cannot be
@@ -298,7 +284,9 @@ impl CloudRunExecutor {
                         .as_str()
                         .or_else(|| op["response"]["name"].as_str())
                         .map(str::to_string)
-                        .ok_or_else(|| CloudRunError::Protocol(format!("jobs:run returned no execution name: {op}")))?;
+                        .ok_or_else(|| {
+                            ApiError::permanent(API, format!("jobs:run returned no execution name: {op}"))
+                        })?;
                     return Ok(Some(name));
                 }
                 Err(CloudRunError::Timeout(t)) => {
@@ -342,7 +330,7 @@ impl CloudRunExecutor {
                 Err(e) => return Err(e),
             }
         }
-        Err(last.unwrap_or_else(|| CloudRunError::Protocol("jobs:run did not succeed".into())))
+        Err(last.unwrap_or_else(|| ApiError::permanent(API, "jobs:run did not succeed").into()))
     }
 }
 
@@ -419,10 +407,10 @@ impl Executor for CloudRunExecutor {
                         return ExecOutcome::Finished(f);
                     }
                 }
-                Err(CloudRunError::Api { status, message, .. }) if status == StatusCode::NOT_FOUND.as_u16() => {
+                Err(CloudRunError::Api(e)) if e.is_not_found() => {
                     return ExecOutcome::Finished(Finish::failed(
                         "execution",
-                        format!("execution {name} disappeared: {message}"),
+                        format!("execution {name} disappeared: {}", e.message),
                         json!({"execution": name}),
                     ));
                 }

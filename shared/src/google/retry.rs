@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 /// A failed call to a Google API (or the emulator standing in for it).
 #[derive(Debug, Clone)]
 pub struct ApiError {
-    /// `sheets` or `bigquery`.
+    /// `sheets`, `bigquery` or `run` (the Cloud Run Admin API).
     pub api: &'static str,
     /// HTTP status, when a response arrived.
     pub status: Option<u16>,
@@ -16,6 +16,8 @@ pub struct ApiError {
     pub message: String,
     /// Worth retrying: 408, 429, 5xx, or no response at all.
     pub transient: bool,
+    /// How long the API asked to wait before trying again (`Retry-After`), when it said.
+    pub retry_after: Option<Duration>,
 }
 
 impl ApiError {
@@ -25,19 +27,26 @@ impl ApiError {
             status: Some(status),
             message: message.into(),
             transient: matches!(status, 408 | 429 | 500..=599),
+            retry_after: None,
         }
     }
     pub fn transport(api: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { api, status: None, message: message.into(), transient: true }
+        ApiError { api, status: None, message: message.into(), transient: true, retry_after: None }
     }
     pub fn permanent(api: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { api, status: None, message: message.into(), transient: false }
+        ApiError { api, status: None, message: message.into(), transient: false, retry_after: None }
     }
     pub fn is_not_found(&self) -> bool {
         self.status == Some(404)
     }
     pub fn is_conflict(&self) -> bool {
         self.status == Some(409)
+    }
+
+    /// The same error, with the wait a `Retry-After: SECONDS` header asked for.
+    pub fn with_retry_after(self, header: Option<&str>) -> ApiError {
+        let retry_after = header.and_then(|v| v.trim().parse::<u64>().ok()).map(Duration::from_secs);
+        ApiError { retry_after, ..self }
     }
 
     /// Extracts `error.message` / `error.status` from a Google error body.
@@ -120,7 +129,9 @@ impl RetryPolicy {
                 Ok(v) => return Ok(v),
                 Err(e) if !e.transient => return Err(e),
                 Err(e) => {
-                    let delay = self.delay(attempt);
+                    // Never sooner than the API asked to be called again (Retry-After).
+                    let backoff = self.delay(attempt);
+                    let delay = e.retry_after.map_or(backoff, |after| after.max(backoff));
                     if attempt >= self.max_attempts || started.elapsed() + delay > self.max_elapsed {
                         return Err(ApiError {
                             message: format!(
@@ -172,5 +183,7 @@ mod tests {
         assert_eq!(e.message, "The caller does not have permission (PERMISSION_DENIED)");
         assert!(!e.transient);
         assert!(ApiError::from_body("sheets", 429, b"{}").transient);
+        let throttled = ApiError::from_body("run", 429, b"{}").with_retry_after(Some(" 7"));
+        assert_eq!(throttled.retry_after, Some(Duration::from_secs(7)));
     }
 }
