@@ -9,6 +9,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
+use sheettobigquery::runner::shutdown_signal;
 use sheettobigquery::store::claims::TickBegin;
 use sheettobigquery::store::{DbArgs, Store};
 use sheettobigquery::telemetry::LogFormat;
@@ -216,18 +217,8 @@ fn preview_options(s: &Settings, now: Option<DateTime<Utc>>, all: bool) -> Previ
     PreviewOptions { source: s.configs.clone(), now, include_all: all, policy: s.retry }
 }
 
-/// Waits for SIGTERM or SIGINT.
-async fn signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-        std::future::pending::<()>().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::warn!(signal = "SIGTERM", "termination requested"),
-        _ = int.recv() => tracing::warn!(signal = "SIGINT", "interrupt requested"),
-    }
-}
+/// What the first SIGTERM/SIGINT does.
+const DRAINING: &str = "claiming nothing more; in-flight runs get the shutdown grace period";
 
 /// Runs the command; the error carries the whole context chain.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -282,11 +273,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let orch = Orchestrator::new(store, s, exec, Arc::new(Metrics::default()));
             let o2 = orch.clone();
             tokio::spawn(async move {
-                signal().await;
+                shutdown_signal(DRAINING).await;
                 o2.stop_claiming();
                 tokio::select! {
                     _ = tokio::time::sleep(grace) => {}
-                    _ = signal() => {}
+                    _ = shutdown_signal("stopping in-flight runs now") => {}
                 }
                 o2.force_stop();
             });
@@ -322,7 +313,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             let grace = s.shutdown_grace;
             let orch = Orchestrator::new(store, s, exec, Arc::new(Metrics::default()));
-            crate::server::serve(listener, orch, auth, ss.respond_within, grace, signal()).await?;
+            crate::server::serve(listener, orch, auth, ss.respond_within, grace, shutdown_signal(DRAINING)).await?;
             Ok(ExitCode::SUCCESS)
         }
     }

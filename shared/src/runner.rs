@@ -158,28 +158,29 @@ async fn resolve(req: &JobRequest) -> JobResult<Resolved> {
     Ok(Resolved { config, store, run })
 }
 
-/// Waits for SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
+/// Waits for SIGTERM or SIGINT and logs which arrived and `then`, what the process does now.
+pub async fn shutdown_signal(then: &str) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
         let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
         let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
         tokio::select! {
-            _ = term.recv() => tracing::warn!(signal = "SIGTERM", "termination requested; aborting without writing"),
-            _ = int.recv() => tracing::warn!(signal = "SIGINT", "interrupt requested; aborting without writing"),
+            _ = term.recv() => tracing::warn!(signal = "SIGTERM", "termination requested; {then}"),
+            _ = int.recv() => tracing::warn!(signal = "SIGINT", "interrupt requested; {then}"),
         }
     }
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+        tracing::warn!("interrupt requested; {then}");
     }
 }
 
 /// Runs one configuration to completion and logs the final line.
 pub async fn execute(req: JobRequest) -> JobOutcome {
     let started = Instant::now();
-    let shutdown = shutdown_signal();
+    let shutdown = shutdown_signal("aborting without writing");
     tokio::pin!(shutdown);
     // Resolution can block on the network too; a signal during it ends the job at once.
     let resolved = tokio::select! {
