@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -31,27 +32,49 @@ pub enum LogFormat {
     Text,
 }
 
-/// Installs the global subscriber. The level comes from `RUST_LOG` (default `info`).
+/// Where log lines go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogTarget {
+    /// The job and the orchestrator: their logs are their output.
+    Stdout,
+    /// jobctl: stdout holds the command's own output.
+    Stderr,
+}
+
+/// Installs the global subscriber on stdout. The level comes from `RUST_LOG` (default `info`).
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    init_with(format, LogTarget::Stdout, "info");
+}
+
+/// Installs the global subscriber writing to `target`; `auto` is JSON unless `target` is a
+/// terminal. The level comes from `RUST_LOG`, else `default_level`.
+pub fn init_with(format: LogFormat, target: LogTarget, default_level: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let terminal = match target {
+        LogTarget::Stdout => std::io::stdout().is_terminal(),
+        LogTarget::Stderr => std::io::stderr().is_terminal(),
+    };
     let json = match format {
         LogFormat::Json => true,
         LogFormat::Text => false,
-        LogFormat::Auto => !std::io::stdout().is_terminal(),
+        LogFormat::Auto => !terminal,
     };
     let registry = tracing_subscriber::registry().with(filter);
-    if json {
-        let _ = registry.with(CloudLoggingLayer::stdout()).try_init();
+    let _ = if json {
+        let out: Box<dyn Write + Send> = match target {
+            LogTarget::Stdout => Box::new(std::io::stdout()),
+            LogTarget::Stderr => Box::new(std::io::stderr()),
+        };
+        registry.with(CloudLoggingLayer::new(out)).try_init()
     } else {
-        let _ = registry
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .with_target(false)
-                    .with_ansi(std::io::stdout().is_terminal())
-                    .with_writer(std::io::stdout),
-            )
-            .try_init();
-    }
+        let out = match target {
+            LogTarget::Stdout => BoxMakeWriter::new(std::io::stdout),
+            LogTarget::Stderr => BoxMakeWriter::new(std::io::stderr),
+        };
+        registry
+            .with(tracing_subscriber::fmt::layer().with_target(false).with_ansi(terminal).with_writer(out))
+            .try_init()
+    };
 }
 
 /// Fields recorded on a span, kept in its extensions.
@@ -86,12 +109,6 @@ impl Visit for JsonVisitor<'_> {
 /// Writes Cloud Logging structured JSON lines.
 pub struct CloudLoggingLayer<W: Write + Send + 'static> {
     out: Mutex<W>,
-}
-
-impl CloudLoggingLayer<std::io::Stdout> {
-    pub fn stdout() -> Self {
-        CloudLoggingLayer { out: Mutex::new(std::io::stdout()) }
-    }
 }
 
 impl<W: Write + Send + 'static> CloudLoggingLayer<W> {

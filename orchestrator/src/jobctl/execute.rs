@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use sheettobigquery::error::ErrorKind;
 use sheettobigquery::runner::{self, ConfigSource, JobOutcome, JobRequest};
 use sheettobigquery::store::configs;
-use sheettobigquery::telemetry::LogFormat;
+use sheettobigquery::telemetry::{self, LogFormat, LogTarget};
 
 use super::files::{self, Format};
 use super::output::{self, Paint};
@@ -59,35 +59,9 @@ pub struct Args {
     json: bool,
 }
 
-/// Logs like the job does, but on stderr.
-fn init_logging(format: LogFormat) {
-    use std::io::IsTerminal;
-    use tracing_subscriber::layer::SubscriberExt;
-    use tracing_subscriber::util::SubscriberInitExt;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let json = match format {
-        LogFormat::Json => true,
-        LogFormat::Text => false,
-        LogFormat::Auto => !std::io::stderr().is_terminal(),
-    };
-    let registry = tracing_subscriber::registry().with(filter);
-    if json {
-        let _ = registry.with(sheettobigquery::telemetry::CloudLoggingLayer::new(std::io::stderr())).try_init();
-    } else {
-        let _ = registry
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .with_target(false)
-                    .with_ansi(std::io::stderr().is_terminal())
-                    .with_writer(std::io::stderr),
-            )
-            .try_init();
-    }
-}
-
 pub async fn run(ctx: &Ctx, a: Args) -> anyhow::Result<ExitCode> {
-    init_logging(a.log_format);
+    // Logs like the job does, but on stderr: stdout holds the summary.
+    telemetry::init_with(a.log_format, LogTarget::Stderr, "info");
     let source = if let Some(path) = &a.config_file {
         match Format::detect(path) {
             // YAML is turned into the JSON the job reads; everything else goes to the job as is,

@@ -31,6 +31,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use sheettobigquery::google::GcpArgs;
 use sheettobigquery::store::{DbArgs, Store};
+use sheettobigquery::telemetry::{self, LogFormat, LogTarget};
 
 pub use output::ColorWhen;
 
@@ -120,30 +121,14 @@ pub(crate) fn db_err(e: sheettobigquery::store::StoreError) -> anyhow::Error {
     anyhow::anyhow!(e.db_message())
 }
 
-/// Installs logging on stderr (stdout is jobctl's own output): `RUST_LOG` or `default_level`.
-fn init_logging(default_level: &str) {
-    use tracing_subscriber::layer::SubscriberExt;
-    use tracing_subscriber::util::SubscriberInitExt;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    let _ = tracing_subscriber::registry()
-        .with(filter)
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_target(false)
-                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-                .with_writer(std::io::stderr),
-        )
-        .try_init();
-}
-
 /// Runs one parsed command line; the exit code says whether it worked.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let ctx = Ctx { db: cli.db, gcp: cli.gcp, style: output::Style { color: cli.color.enabled() } };
     match cli.command {
         Command::Execute(a) => execute::run(&ctx, a).await,
         other => {
-            init_logging("warn");
+            // Warnings and errors only, as text on stderr: stdout is the command's output.
+            telemetry::init_with(LogFormat::Text, LogTarget::Stderr, "warn");
             match other {
                 Command::Execute(_) => unreachable!("handled above"),
                 Command::Status(a) => status::run(&ctx, a).await,
