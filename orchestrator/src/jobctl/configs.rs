@@ -526,6 +526,7 @@ async fn validate(ctx: &Ctx, a: ValidateArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let services = Services::from_args(&ctx.gcp).await.map_err(|e| anyhow::anyhow!(e.message.clone()))?;
+    let bigquery = google::BigQueryProbe::new(&ctx.gcp).await.map_err(anyhow::Error::msg)?;
     let mut failed = 0;
     for v in &valid {
         let Some(s) = v.config.sheet() else {
@@ -539,7 +540,7 @@ async fn validate(ctx: &Ctx, a: ValidateArgs) -> anyhow::Result<ExitCode> {
                 println!("{} {}: sheet {msg}", ctx.style.paint(Paint::Red, "FAIL"), v.label);
             }
         }
-        match google::check_dataset(&ctx.gcp, &s.project_id, &s.dataset_id, &s.table_id).await {
+        match bigquery.check_dataset(&s.project_id, &s.dataset_id, &s.table_id).await {
             Ok(msg) => println!("{} {}: {msg}", ctx.style.paint(Paint::Green, "ok"), v.label),
             Err(msg) => {
                 failed += 1;

@@ -84,7 +84,7 @@ pub async fn run(ctx: &Ctx, a: Args) -> anyhow::Result<ExitCode> {
     let bq_endpoint = ctx.gcp.bigquery_emulator_host.clone().unwrap_or_else(|| "bigquery.googleapis.com".into());
     let project = a.project.clone().or_else(|| first_sheet.as_ref().map(|(p, _)| p.clone()));
     let bq = match &project {
-        Some(p) => google::probe_project(&ctx.gcp, p)
+        Some(p) => async { google::BigQueryProbe::new(&ctx.gcp).await?.probe_project(p).await }
             .await
             .map(|()| format!("{bq_endpoint}, project {p}; credentials: {}", services.bigquery_auth))
             .map_err(|e| format!("{bq_endpoint}, project {p}: {e}; credentials: {}", services.bigquery_auth)),

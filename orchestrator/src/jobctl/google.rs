@@ -4,10 +4,10 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
 use sheettobigquery::config::SheetToBigQuery;
 use sheettobigquery::google::auth::{Credentials, BIGQUERY_SCOPE};
-use sheettobigquery::google::{bigquery, GcpArgs, Services};
+use sheettobigquery::google::retry::ApiError;
+use sheettobigquery::google::{GcpArgs, Services};
 
 const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -51,70 +51,79 @@ pub async fn check_sheet(services: &Services, s: &SheetToBigQuery) -> Result<Str
     Ok(format!("{} readable: tab {:?} (gid {}, {} rows)", s.spreadsheet_id, tab.title, tab.sheet_id, tab.row_count))
 }
 
-fn endpoint(gcp: &GcpArgs) -> String {
-    match gcp.bigquery_emulator_host.as_deref().map(|h| h.trim().trim_end_matches('/')) {
-        Some(h) if h.starts_with("http://") || h.starts_with("https://") => h.to_string(),
-        Some(h) => format!("http://{h}"),
-        None => bigquery::DEFAULT_ENDPOINT.to_string(),
-    }
+/// Read-only BigQuery REST lookups (the shared client only creates datasets, and these checks
+/// must never write): one HTTP client and one set of credentials for every lookup of a command.
+pub struct BigQueryProbe {
+    http: reqwest::Client,
+    base: String,
+    creds: Credentials,
 }
 
-/// GET on the BigQuery REST API: Ok(Some(body)) on 200, Ok(None) on 404.
-async fn bq_get(gcp: &GcpArgs, path: &str) -> Result<Option<Value>, String> {
-    let token = if gcp.bigquery_emulator_host.is_some() {
-        None
-    } else {
-        let creds = Credentials::application_default().await?;
-        creds.token(&[BIGQUERY_SCOPE]).await?
-    };
-    let http = reqwest::Client::builder().timeout(PROBE_TIMEOUT).build().map_err(|e| e.to_string())?;
-    let url = format!("{}/bigquery/v2/{path}", endpoint(gcp));
-    let mut req = http.get(&url);
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
+impl BigQueryProbe {
+    pub async fn new(gcp: &GcpArgs) -> Result<BigQueryProbe, String> {
+        let creds = if gcp.bigquery_emulator_host.is_some() {
+            Credentials::none()
+        } else {
+            Credentials::application_default().await?
+        };
+        let http = reqwest::Client::builder().timeout(PROBE_TIMEOUT).build().map_err(|e| e.to_string())?;
+        Ok(BigQueryProbe { http, base: gcp.bigquery_url(), creds })
     }
-    let resp = req.send().await.map_err(|e| format!("cannot reach {}: {e}", endpoint(gcp)))?;
-    let status = resp.status().as_u16();
-    let body: Value = resp.json().await.unwrap_or(Value::Null);
-    match status {
-        200 => Ok(Some(body)),
-        404 => Ok(None),
-        s => {
-            let msg = body.pointer("/error/message").and_then(Value::as_str).unwrap_or("no message");
-            let hint = match s {
-                401 => " (the credentials were refused; check GOOGLE_APPLICATION_CREDENTIALS)",
-                403 => " (grant the account BigQuery access on the project: roles/bigquery.dataEditor and roles/bigquery.jobUser)",
-                _ => "",
-            };
-            Err(format!("HTTP {s}: {msg}{hint}"))
+
+    /// GET on the BigQuery REST API: whether the resource exists (200) or not (404).
+    async fn exists(&self, path: &str) -> Result<bool, String> {
+        let mut req = self.http.get(format!("{}/bigquery/v2/{path}", self.base));
+        if let Some(t) = self.creds.token(&[BIGQUERY_SCOPE]).await? {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.map_err(|e| format!("cannot reach {}: {e}", self.base))?;
+        let status = resp.status().as_u16();
+        match status {
+            200 => Ok(true),
+            404 => Ok(false),
+            s => {
+                let body = resp.bytes().await.unwrap_or_default();
+                let hint = match s {
+                    401 => " (the credentials were refused; check GOOGLE_APPLICATION_CREDENTIALS)",
+                    403 => " (grant the account BigQuery access on the project: roles/bigquery.dataEditor and roles/bigquery.jobUser)",
+                    _ => "",
+                };
+                Err(format!("HTTP {s}: {}{hint}", ApiError::from_body("bigquery", s, &body).message))
+            }
         }
     }
-}
 
-/// Whether the dataset (and table) can be seen. A missing dataset or table is fine: the first
-/// run creates them.
-pub async fn check_dataset(gcp: &GcpArgs, project: &str, dataset: &str, table: &str) -> Result<String, String> {
-    let ds = bq_get(gcp, &format!("projects/{project}/datasets/{dataset}"))
-        .await
-        .map_err(|e| format!("dataset {project}.{dataset}: {e}"))?;
-    if ds.is_none() {
-        return Ok(format!("dataset {project}.{dataset} reachable but does not exist yet (the first run creates it)"));
+    /// Whether the dataset (and table) can be seen. A missing dataset or table is fine: the first
+    /// run creates them.
+    pub async fn check_dataset(&self, project: &str, dataset: &str, table: &str) -> Result<String, String> {
+        let ds = self
+            .exists(&format!("projects/{project}/datasets/{dataset}"))
+            .await
+            .map_err(|e| format!("dataset {project}.{dataset}: {e}"))?;
+        if !ds {
+            return Ok(format!(
+                "dataset {project}.{dataset} reachable but does not exist yet (the first run creates it)"
+            ));
+        }
+        let t = self
+            .exists(&format!("projects/{project}/datasets/{dataset}/tables/{table}"))
+            .await
+            .map_err(|e| format!("table {project}.{dataset}.{table}: {e}"))?;
+        Ok(if t {
+            format!("dataset {project}.{dataset} reachable; table {table} exists")
+        } else {
+            format!(
+                "dataset {project}.{dataset} reachable; table {table} does not exist yet (the first run creates it)"
+            )
+        })
     }
-    let t = bq_get(gcp, &format!("projects/{project}/datasets/{dataset}/tables/{table}"))
-        .await
-        .map_err(|e| format!("table {project}.{dataset}.{table}: {e}"))?;
-    Ok(match t {
-        Some(_) => format!("dataset {project}.{dataset} reachable; table {table} exists"),
-        None => format!(
-            "dataset {project}.{dataset} reachable; table {table} does not exist yet (the first run creates it)"
-        ),
-    })
-}
 
-/// Lists (at most one) dataset of the project: proves the API answers and the account may read it.
-pub async fn probe_project(gcp: &GcpArgs, project: &str) -> Result<(), String> {
-    match bq_get(gcp, &format!("projects/{project}/datasets?maxResults=1")).await? {
-        Some(_) => Ok(()),
-        None => Err(format!("project {project} not found")),
+    /// Lists (at most one) dataset of the project: proves the API answers and the account may read
+    /// it.
+    pub async fn probe_project(&self, project: &str) -> Result<(), String> {
+        match self.exists(&format!("projects/{project}/datasets?maxResults=1")).await? {
+            true => Ok(()),
+            false => Err(format!("project {project} not found")),
+        }
     }
 }

@@ -26,6 +26,18 @@ pub struct GcpArgs {
     pub bigquery_emulator_host: Option<String>,
 }
 
+impl GcpArgs {
+    /// The Sheets API root of the emulator, if one is set (None: sheets.googleapis.com).
+    pub fn sheets_url(&self) -> Option<String> {
+        self.sheets_emulator_host.as_deref().map(as_url)
+    }
+
+    /// The BigQuery API root: the emulator's, or `https://bigquery.googleapis.com`.
+    pub fn bigquery_url(&self) -> String {
+        self.bigquery_emulator_host.as_deref().map(as_url).unwrap_or_else(|| bigquery::DEFAULT_ENDPOINT.to_string())
+    }
+}
+
 fn as_url(host: &str) -> String {
     let h = host.trim().trim_end_matches('/');
     if h.starts_with("http://") || h.starts_with("https://") {
@@ -63,14 +75,8 @@ impl Services {
         let bq_creds = pick(args.bigquery_emulator_host.is_some());
         let sheets_auth = sheets_creds.describe().to_string();
         let bigquery_auth = bq_creds.describe().to_string();
-        let sheets_url = args.sheets_emulator_host.as_deref().map(as_url);
-        let sheets = SheetsClient::new(sheets_url.as_deref(), sheets_creds, retry);
-        let bq_url = args
-            .bigquery_emulator_host
-            .as_deref()
-            .map(as_url)
-            .unwrap_or_else(|| bigquery::DEFAULT_ENDPOINT.to_string());
-        let bigquery = BigQueryClient::new(&bq_url, bq_creds, retry).await.map_err(JobError::internal)?;
+        let sheets = SheetsClient::new(args.sheets_url().as_deref(), sheets_creds, retry);
+        let bigquery = BigQueryClient::new(&args.bigquery_url(), bq_creds, retry).await.map_err(JobError::internal)?;
         Ok(Services { sheets, bigquery, sheets_auth, bigquery_auth })
     }
 }
