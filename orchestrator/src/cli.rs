@@ -1,14 +1,13 @@
 //! The `orchestrator` command line (clap derive; doc comments are the help text) and what each
 //! command does: `run` (one tick, or `--dry-run`), `preview`, `serve`, `migrate`.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 use sheettobigquery::runner::shutdown_signal;
 use sheettobigquery::store::claims::TickBegin;
 use sheettobigquery::store::{DbArgs, Store};
@@ -19,6 +18,7 @@ use crate::executor::local::LocalExecutor;
 use crate::executor::Executor;
 use crate::metrics::Metrics;
 use crate::oidc::Authenticator;
+use crate::output::ColorWhen;
 use crate::preview::{self, PreviewOptions};
 use crate::settings::{self, fmt_duration, ExecutorKind, ServeArgs, Settings, TickArgs};
 use crate::tick::{hostname, Orchestrator, TickRequest, Trigger};
@@ -149,31 +149,14 @@ pub struct PreviewCmd {
     #[arg(long, value_name = "TIME")]
     pub at: Option<DateTime<Utc>>,
     /// Colour the table: auto (a terminal without NO_COLOR), always, never.
-    #[arg(long, value_enum, default_value_t = Color::Auto)]
-    pub color: Color,
+    #[arg(long, value_enum, default_value_t = ColorWhen::Auto)]
+    pub color: ColorWhen,
     /// Table or view configs are read from. [default: sheet_to_bigquery_configs]
     #[arg(long, env = "ORCHESTRATOR_CONFIGS_VIEW", value_name = "NAME")]
     pub configs_view: Option<String>,
     /// Attempts per due period (decides which failed configs are retried). [default: 3]
     #[arg(long, env = "ORCHESTRATOR_MAX_ATTEMPTS", value_name = "N")]
     pub max_attempts: Option<i32>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Color {
-    Auto,
-    Always,
-    Never,
-}
-
-impl Color {
-    fn enabled(self) -> bool {
-        match self {
-            Color::Always => true,
-            Color::Never => false,
-            Color::Auto => std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
-        }
-    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -256,7 +239,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 if r.json {
                     println!("{}", preview::render_json(&entries));
                 } else {
-                    print!("{}", preview::render_table(&entries, Color::Auto.enabled()));
+                    print!("{}", preview::render_table(&entries, ColorWhen::Auto.enabled()));
                     println!(
                         "dry run: would dispatch {} run(s) with the {} executor, at most {} at a time; nothing was written",
                         entries.len(),

@@ -10,6 +10,7 @@
 //! - [`server`]: `orchestrator serve` (axum) for Cloud Scheduler; [`oidc`] authenticates it.
 //! - [`metrics`]: Prometheus text for `GET /metrics`.
 //! - [`preview`]: what is due and why (`run --dry-run`, `preview`, `jobctl due`).
+//! - [`output`]: how both binaries print for people: tables, colour, times, durations.
 //!
 //! All SQL lives in `sheettobigquery::store` (the orchestrator's in `store::claims`).
 
@@ -18,6 +19,7 @@ pub mod executor;
 pub mod jobctl;
 pub mod metrics;
 pub mod oidc;
+pub mod output;
 pub mod preview;
 pub mod server;
 pub mod settings;

@@ -16,6 +16,7 @@ use serde::Serialize;
 use sheettobigquery::store::claims::{self, classify, ConfigsSource, DueState, DueWhy, RetryPolicy, ScanParams};
 use sheettobigquery::store::{Store, StoreResult};
 
+use crate::output::{Paint, Style};
 use crate::settings::fmt_duration;
 
 /// What to preview.
@@ -165,14 +166,6 @@ pub async fn due_report_with(store: &Store, o: &PreviewOptions) -> StoreResult<V
     Ok(entries)
 }
 
-fn paint(s: &str, code: &str, color: bool) -> String {
-    if color {
-        format!("\x1b[{code}m{s}\x1b[0m")
-    } else {
-        s.to_string()
-    }
-}
-
 fn fmt_time(t: Option<DateTime<Utc>>) -> String {
     t.map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string()).unwrap_or_else(|| "-".into())
 }
@@ -204,12 +197,13 @@ pub fn render_table(entries: &[DueEntry], color: bool) -> String {
             widths[i] = widths[i].max(c.chars().count());
         }
     }
+    let style = Style { color };
     let mut out = String::new();
-    let line = |cells: &[String], out: &mut String, colors: Option<&str>| {
+    let line = |cells: &[String], out: &mut String, state: Paint| {
         let mut l = String::new();
         for (i, c) in cells.iter().enumerate() {
             let pad = widths[i] - c.chars().count();
-            let cell = if i == 2 { paint(c, colors.unwrap_or("0"), colors.is_some()) } else { c.clone() };
+            let cell = if i == 2 { style.paint(state, c) } else { c.clone() };
             l.push_str(&cell);
             if i + 1 < cells.len() {
                 l.push_str(&" ".repeat(pad + 2));
@@ -218,16 +212,16 @@ pub fn render_table(entries: &[DueEntry], color: bool) -> String {
         out.push_str(l.trim_end());
         out.push('\n');
     };
-    line(&headers.map(String::from), &mut out, None);
+    line(&headers.map(String::from), &mut out, Paint::Plain);
     for (e, r) in entries.iter().zip(&rows) {
-        let code = match e.state {
-            "due" => "32",
-            "in_flight" => "36",
-            "retry_wait" => "33",
-            "exhausted" => "31",
-            _ => "2",
+        let state = match e.state {
+            "due" => Paint::Green,
+            "in_flight" => Paint::Cyan,
+            "retry_wait" => Paint::Yellow,
+            "exhausted" => Paint::Red,
+            _ => Paint::Dim,
         };
-        line(r, &mut out, color.then_some(code));
+        line(r, &mut out, state);
     }
     out.push_str(&format!("{due} due of {} shown (as of {})\n", entries.len(), as_of.unwrap_or_default()));
     out

@@ -15,8 +15,8 @@ use sheettobigquery::runner::{self, ConfigSource, JobRequest};
 use sheettobigquery::store::configs::{self, ConfigRow};
 use sheettobigquery::store::DbArgs;
 
-use super::output::{plain, Paint, Table};
 use super::{db_err, Ctx};
+use crate::output::{plain, Paint, Table};
 
 /// Compare, per config, the old service's BigQuery table with a fresh job load (row counts).
 ///

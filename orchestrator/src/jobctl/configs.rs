@@ -14,8 +14,8 @@ use sheettobigquery::store::configs::{self, ConfigRow, InsertMany};
 use sheettobigquery::store::Store;
 
 use super::files::{self, Format, Valid};
-use super::output::{plain, Paint, Table};
 use super::{db_err, google, Ctx};
+use crate::output::{plain, Paint, Table};
 
 /// Manage the configs in sheet_to_bigquery_configs.
 #[derive(Debug, clap::Subcommand)]

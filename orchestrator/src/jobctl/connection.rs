@@ -8,8 +8,8 @@ use sheettobigquery::config::parse_sheet_url;
 use sheettobigquery::google::Services;
 use sheettobigquery::store::{configs, migrate};
 
-use super::output::{Paint, Style};
 use super::{google, Ctx};
+use crate::output::{Paint, Style};
 
 /// Check that Postgres, BigQuery and the Sheets API are reachable, and show which database and
 /// credentials are in use (never a password or key).

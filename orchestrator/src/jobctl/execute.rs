@@ -16,8 +16,8 @@ use sheettobigquery::store::configs;
 use sheettobigquery::telemetry::{self, LogFormat, LogTarget};
 
 use super::files::{self, Format};
-use super::output::{self, Paint};
 use super::{db_err, Ctx};
+use crate::output::{self, Paint};
 
 /// Run one config now, exactly as the job would, and print a summary.
 ///

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use sheettobigquery::store::{configs, migrate};
 
-use super::output::Paint;
 use super::{db_err, Ctx};
+use crate::output::Paint;
 
 /// Apply pending schema migrations (or print their SQL with --dry-run).
 ///

@@ -9,7 +9,8 @@
 //! - [`migrate`], [`compare`]: the schema and the gradual migration from the Python service.
 //! - [`connection`]: `jobctl test-connection`; [`google`]: small BigQuery REST probes.
 //! - [`due`]: `jobctl due`, the orchestrator's preview.
-//! - [`output`]: tables, colour, times.
+//!
+//! Tables, colour and times come from [`crate::output`].
 //!
 //! All SQL lives in `sheettobigquery::store`; this module only calls it.
 
@@ -21,7 +22,6 @@ mod execute;
 mod files;
 mod google;
 mod migrate;
-mod output;
 mod runs;
 mod status;
 
@@ -33,7 +33,7 @@ use sheettobigquery::google::GcpArgs;
 use sheettobigquery::store::{DbArgs, Store};
 use sheettobigquery::telemetry::{self, LogFormat, LogTarget};
 
-pub use output::ColorWhen;
+use crate::output::{self, ColorWhen};
 
 const EXAMPLES: &str = "\
 Examples:

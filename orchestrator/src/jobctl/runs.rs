@@ -8,8 +8,8 @@ use chrono::Utc;
 use serde_json::{json, Value};
 use sheettobigquery::store::history::{self, RunFilter, RunRow};
 
-use super::output::{self, plain, Paint, Table};
 use super::{db_err, Ctx};
+use crate::output::{self, plain, Paint, Table};
 
 /// List runs, newest first, or show one run in full.
 #[derive(Debug, clap::Args)]

@@ -8,8 +8,8 @@ use chrono::Utc;
 use serde_json::json;
 use sheettobigquery::store::history::{self, ConfigStatus};
 
-use super::output::{self, plain, Paint, Table};
 use super::{db_err, Ctx};
+use crate::output::{self, plain, Paint, Table};
 use crate::preview::{self, DueEntry};
 
 /// One line per config: kind, active, frequency, last run, next due, last outcome and rows,

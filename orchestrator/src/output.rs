@@ -1,5 +1,6 @@
-//! How jobctl prints: aligned tables, colour only on a terminal (and never with `NO_COLOR`),
-//! times relative to now, and the `--since 24h` durations people type.
+//! How jobctl and the orchestrator's preview print for people: aligned tables, colour only on a
+//! terminal (and never with `NO_COLOR`), times relative to now, and the `--since 24h` durations
+//! people type.
 
 use std::io::IsTerminal;
 
@@ -36,6 +37,7 @@ pub enum Paint {
     Green,
     Red,
     Yellow,
+    Cyan,
     Dim,
     Bold,
 }
@@ -47,6 +49,7 @@ impl Paint {
             Paint::Green => Some("32"),
             Paint::Red => Some("31"),
             Paint::Yellow => Some("33"),
+            Paint::Cyan => Some("36"),
             Paint::Dim => Some("2"),
             Paint::Bold => Some("1"),
         }
