@@ -6,6 +6,8 @@ use std::io::IsTerminal;
 
 use chrono::{DateTime, Duration, Utc};
 
+use crate::settings;
+
 /// When to colour output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum ColorWhen {
@@ -168,21 +170,13 @@ pub fn seconds(d: std::time::Duration) -> String {
     format!("{:.1}s", d.as_secs_f64())
 }
 
-/// Parses `90s`, `15m`, `24h`, `7d`, `2w` (a bare number is hours).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+/// A span people type, like `--since 24h`: `90s`, `15m`, `24h`, `7d`, `2w`, and a bare number is
+/// hours. Units are [`settings::parse_duration`]'s.
+pub fn parse_since(s: &str) -> Result<Duration, String> {
     let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: i64 = num.parse().map_err(|_| format!("{s:?} is not a duration (examples: 90s, 15m, 24h, 7d, 2w)"))?;
-    let d = match unit.trim() {
-        "s" | "sec" | "secs" => Duration::seconds(n),
-        "m" | "min" | "mins" => Duration::minutes(n),
-        "" | "h" | "hour" | "hours" => Duration::hours(n),
-        "d" | "day" | "days" => Duration::days(n),
-        "w" | "week" | "weeks" => Duration::weeks(n),
-        other => return Err(format!("{s:?}: unknown unit {other:?} (use s, m, h, d or w)")),
-    };
-    Ok(d)
+    let bare = !t.is_empty() && t.chars().all(|c| c.is_ascii_digit() || c == '.');
+    let d = settings::parse_duration(&if bare { format!("{t}h") } else { t.to_string() })?;
+    Duration::from_std(d).map_err(|_| format!("{s:?} is too long"))
 }
 
 /// Cuts `s` to `max` characters, marking the cut, and keeps it on one line.
@@ -203,12 +197,13 @@ mod tests {
 
     #[test]
     fn durations_parse() {
-        assert_eq!(parse_duration("24h").unwrap(), Duration::hours(24));
-        assert_eq!(parse_duration("7d").unwrap(), Duration::days(7));
-        assert_eq!(parse_duration("90s").unwrap(), Duration::seconds(90));
-        assert_eq!(parse_duration("3").unwrap(), Duration::hours(3));
-        assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("3y").unwrap_err().contains("unknown unit"));
+        assert_eq!(parse_since("24h").unwrap(), Duration::hours(24));
+        assert_eq!(parse_since("7d").unwrap(), Duration::days(7));
+        assert_eq!(parse_since("2w").unwrap(), Duration::weeks(2));
+        assert_eq!(parse_since("90s").unwrap(), Duration::seconds(90));
+        assert_eq!(parse_since("3").unwrap(), Duration::hours(3));
+        assert!(parse_since("soon").is_err());
+        assert!(parse_since("3y").unwrap_err().contains("unknown unit"));
     }
 
     #[test]

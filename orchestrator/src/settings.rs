@@ -24,24 +24,23 @@ pub enum SettingsError {
     Invalid(String),
 }
 
-/// Parses `90`, `90s`, `500ms`, `15m`, `2h`, `1d` (a bare number is seconds).
+/// Parses `90`, `90s`, `500ms`, `15m`, `2h`, `1d`, `2w` (a bare number is seconds). The one
+/// duration parser of both binaries (`jobctl runs --since` reads a bare number as hours).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
     let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: f64 = num.parse().map_err(|_| format!("{s:?} is not a duration (e.g. 30s, 500ms, 15m, 2h)"))?;
+    let n: f64 = num.parse().map_err(|_| format!("{s:?} is not a duration (e.g. 30s, 500ms, 15m, 2h, 7d)"))?;
     let secs = match unit.trim() {
         "" | "s" | "sec" | "secs" => n,
         "ms" => n / 1000.0,
         "m" | "min" | "mins" => n * 60.0,
         "h" | "hour" | "hours" => n * 3600.0,
         "d" | "day" | "days" => n * 86400.0,
-        _ => return Err(format!("{s:?} has an unknown unit (use ms, s, m, h or d)")),
+        "w" => n * 7.0 * 86400.0,
+        _ => return Err(format!("{s:?} has an unknown unit (use ms, s, m, h, d or w)")),
     };
-    if !secs.is_finite() || secs < 0.0 {
-        return Err(format!("{s:?} is not a positive duration"));
-    }
-    Ok(Duration::from_secs_f64(secs))
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("{s:?} is not a positive duration"))
 }
 
 /// `1h 5m`-style rendering for messages.
@@ -495,6 +494,8 @@ mod tests {
         assert_eq!(parse_duration("15m").unwrap(), Duration::from_secs(900));
         assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
         assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("2w").unwrap(), Duration::from_secs(14 * 86400));
+        assert!(parse_duration("99999999999999999999d").is_err());
         assert!(parse_duration("ten").is_err());
         assert!(parse_duration("5 weeks").is_err());
         assert_eq!(fmt_duration(Duration::from_secs(3725)), "1h 2m");

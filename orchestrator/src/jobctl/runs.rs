@@ -31,7 +31,7 @@ pub struct Args {
     #[arg(long)]
     failed: bool,
     /// Only runs created within this long (90s, 15m, 24h, 7d, 2w).
-    #[arg(long, value_name = "DURATION", value_parser = output::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = output::parse_since)]
     since: Option<chrono::Duration>,
     /// At most this many runs.
     #[arg(long, default_value_t = 50)]
