@@ -18,6 +18,7 @@ use sheettobigquery::telemetry::{self, LogFormat, LogTarget};
 use super::files::{self, Format};
 use super::{db_err, Ctx};
 use crate::output::{self, Paint};
+use crate::tick::hostname;
 
 /// Run one config now, exactly as the job would, and print a summary.
 ///
@@ -95,7 +96,6 @@ pub async fn run(ctx: &Ctx, a: Args) -> anyhow::Result<ExitCode> {
     } else {
         unreachable!("clap requires one source")
     };
-    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into());
     let req = JobRequest {
         source,
         run_id: None,
@@ -103,7 +103,7 @@ pub async fn run(ctx: &Ctx, a: Args) -> anyhow::Result<ExitCode> {
         db: ctx.db.clone(),
         gcp: ctx.gcp.clone(),
         lease: Duration::from_secs(120),
-        owner: format!("jobctl@{host}:{}", std::process::id()),
+        owner: format!("jobctl@{}:{}", hostname(), std::process::id()),
         options: sheettobigquery::kinds::RunOptions { test_only: a.test_only, skip_backup: a.skip_backup },
     };
     let outcome = runner::execute(req).await;
