@@ -19,7 +19,7 @@ use crate::executor::Executor;
 use crate::metrics::Metrics;
 use crate::oidc::Authenticator;
 use crate::output::ColorWhen;
-use crate::preview::{self, PreviewOptions};
+use crate::preview::{self, DueArgs};
 use crate::settings::{self, fmt_duration, ExecutorKind, ServeArgs, Settings, TickArgs};
 use crate::tick::{hostname, Orchestrator, TickRequest, Trigger};
 
@@ -151,12 +151,8 @@ pub struct PreviewCmd {
     /// Colour the table: auto (a terminal without NO_COLOR), always, never.
     #[arg(long, value_enum, default_value_t = ColorWhen::Auto)]
     pub color: ColorWhen,
-    /// Table or view configs are read from. [default: sheet_to_bigquery_configs]
-    #[arg(long, env = "ORCHESTRATOR_CONFIGS_VIEW", value_name = "NAME")]
-    pub configs_view: Option<String>,
-    /// Attempts per due period (decides which failed configs are retried). [default: 3]
-    #[arg(long, env = "ORCHESTRATOR_MAX_ATTEMPTS", value_name = "N")]
-    pub max_attempts: Option<i32>,
+    #[command(flatten)]
+    pub due: DueArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -196,10 +192,6 @@ fn executor(s: &Settings, db: &DbArgs) -> anyhow::Result<Arc<dyn Executor>> {
     })
 }
 
-fn preview_options(s: &Settings, now: Option<DateTime<Utc>>, all: bool) -> PreviewOptions {
-    PreviewOptions { source: s.configs.clone(), now, include_all: all, policy: s.retry }
-}
-
 /// What the first SIGTERM/SIGINT does.
 const DRAINING: &str = "claiming nothing more; in-flight runs get the shutdown grace period";
 
@@ -215,13 +207,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Preview(p) => {
-            let args =
-                TickArgs { configs_view: p.configs_view.clone(), max_attempts: p.max_attempts, ..TickArgs::default() };
-            let s = settings::resolve(&args, file)?;
+            let options = preview::resolve_options(&p.due, file, p.at, p.all)?;
             let store = connect(&cli.db, 2).await?;
-            let entries = preview::due_report_with(&store, &preview_options(&s, p.at, p.all))
-                .await
-                .map_err(|e| anyhow::anyhow!(e.db_message()))?;
+            let entries = preview::due_report(&store, &options).await.map_err(|e| anyhow::anyhow!(e.db_message()))?;
             if p.json {
                 println!("{}", preview::render_json(&entries));
             } else {
@@ -233,7 +221,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let s = settings::resolve(&r.tick, file)?;
             if r.dry_run {
                 let store = connect(&cli.db, 2).await?;
-                let entries = preview::due_report_with(&store, &preview_options(&s, None, false))
+                let entries = preview::due_report(&store, &preview::preview_options(&s, None, false))
                     .await
                     .map_err(|e| anyhow::anyhow!(e.db_message()))?;
                 if r.json {

@@ -1,15 +1,20 @@
-//! What is due and why (`orchestrator run --dry-run`, `orchestrator preview`, `jobctl due`):
-//! the configs the next tick would dispatch — never run, or overdue by how long — and, with
-//! `--all`, every other config and when it becomes due. Reads only; the decision is the same
-//! [`classify`] the orchestrator's claim follows.
+//! What is due and why (`orchestrator run --dry-run`, `orchestrator preview`, `jobctl due`,
+//! `jobctl status`): the configs the next tick would dispatch — never run, or overdue by how long
+//! — and, with `--all`, every other config and when it becomes due. Reads only; the decision is
+//! the same [`classify`] the orchestrator's claim follows, with the same settings (attempts,
+//! backoff, configs view) resolved the same way (flags, environment, settings file, defaults).
 //!
 //! ```no_run
-//! # async fn demo(store: &sheettobigquery::store::Store) -> Result<(), sheettobigquery::store::StoreError> {
-//! use sheettobigquery_orchestrator::preview;
-//! let entries = preview::due_report(store, None, false).await?;
+//! # async fn demo(store: &sheettobigquery::store::Store) -> anyhow::Result<()> {
+//! use sheettobigquery_orchestrator::preview::{self, DueArgs};
+//! let options = preview::resolve_options(&DueArgs::default(), None, None, false)?;
+//! let entries = preview::due_report(store, &options).await?;
 //! print!("{}", preview::render_table(&entries, false));
 //! # Ok(()) }
 //! ```
+
+use std::path::Path;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -17,7 +22,27 @@ use sheettobigquery::store::claims::{self, classify, ConfigsSource, DueState, Du
 use sheettobigquery::store::{Store, StoreResult};
 
 use crate::output::{Paint, Style};
-use crate::settings::fmt_duration;
+use crate::settings::{self, fmt_duration, parse_duration, Settings, SettingsError, TickArgs};
+
+/// The orchestrator settings the due decision depends on, for the commands that only preview it
+/// (`orchestrator run` has them among its own flags). Unset values come from the settings file,
+/// then the defaults, as for a tick.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct DueArgs {
+    /// Table or view configs are read from, as the orchestrator's --configs-view.
+    /// [default: sheet_to_bigquery_configs]
+    #[arg(long, env = "ORCHESTRATOR_CONFIGS_VIEW", value_name = "NAME")]
+    pub configs_view: Option<String>,
+    /// Attempts per due period (decides which failed configs are retried). [default: 3]
+    #[arg(long, env = "ORCHESTRATOR_MAX_ATTEMPTS", value_name = "N")]
+    pub max_attempts: Option<i32>,
+    /// Backoff before the second attempt (decides when a failed config is retried). [default: 30s]
+    #[arg(long, env = "ORCHESTRATOR_RETRY_BASE_DELAY", value_parser = parse_duration, value_name = "DURATION")]
+    pub retry_base_delay: Option<Duration>,
+    /// Backoff ceiling. [default: 15m]
+    #[arg(long, env = "ORCHESTRATOR_RETRY_MAX_DELAY", value_parser = parse_duration, value_name = "DURATION")]
+    pub retry_max_delay: Option<Duration>,
+}
 
 /// What to preview.
 #[derive(Debug, Clone, Default)]
@@ -60,14 +85,32 @@ pub struct DueEntry {
     pub as_of: DateTime<Utc>,
 }
 
-/// The preview with the orchestrator's defaults (the configs table, 3 attempts).
-pub async fn due_report(store: &Store, now: Option<DateTime<Utc>>, include_all: bool) -> StoreResult<Vec<DueEntry>> {
-    due_report_with(store, &PreviewOptions { now, include_all, ..PreviewOptions::default() }).await
+/// What a tick with these settings decides with.
+pub fn preview_options(s: &Settings, now: Option<DateTime<Utc>>, include_all: bool) -> PreviewOptions {
+    PreviewOptions { source: s.configs.clone(), now, include_all, policy: s.retry }
+}
+
+/// The options for `args` resolved as a tick resolves its settings: flag or environment, then the
+/// settings `file`, then the defaults.
+pub fn resolve_options(
+    args: &DueArgs,
+    file: Option<&Path>,
+    now: Option<DateTime<Utc>>,
+    include_all: bool,
+) -> Result<PreviewOptions, SettingsError> {
+    let tick = TickArgs {
+        configs_view: args.configs_view.clone(),
+        max_attempts: args.max_attempts,
+        retry_base_delay: args.retry_base_delay,
+        retry_max_delay: args.retry_max_delay,
+        ..TickArgs::default()
+    };
+    Ok(preview_options(&settings::resolve(&tick, file)?, now, include_all))
 }
 
 /// The preview: due configs first (never run, then most overdue), then the rest by when they
 /// become due.
-pub async fn due_report_with(store: &Store, o: &PreviewOptions) -> StoreResult<Vec<DueEntry>> {
+pub async fn due_report(store: &Store, o: &PreviewOptions) -> StoreResult<Vec<DueEntry>> {
     let rows = claims::scan(
         store,
         &ScanParams { source: &o.source, now: o.now, include_all: o.include_all, policy: o.policy },

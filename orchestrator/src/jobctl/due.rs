@@ -1,12 +1,30 @@
 //! `jobctl due`: what the orchestrator would run now and why. It calls the orchestrator's own
 //! preview (`crate::preview`), so it can never disagree with `orchestrator run --dry-run`.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use sheettobigquery::store::claims::ConfigsSource;
-
 use super::{db_err, Ctx};
-use crate::preview::{self, PreviewOptions};
+use crate::preview::{self, DueArgs, PreviewOptions};
+
+/// The orchestrator settings `jobctl due` and `jobctl status` decide due-ness with, resolved like
+/// the orchestrator's (flag or environment, then its settings file, then the defaults), so they
+/// agree with `orchestrator run --dry-run`.
+#[derive(Debug, clap::Args)]
+pub struct OrchestratorSettings {
+    #[command(flatten)]
+    due: DueArgs,
+    /// The orchestrator's settings file (its --config-file), for what neither a flag nor the
+    /// environment sets.
+    #[arg(long = "orchestrator-config-file", env = "ORCHESTRATOR_CONFIG_FILE", value_name = "PATH")]
+    config_file: Option<PathBuf>,
+}
+
+impl OrchestratorSettings {
+    pub fn options(&self, include_all: bool) -> anyhow::Result<PreviewOptions> {
+        Ok(preview::resolve_options(&self.due, self.config_file.as_deref(), None, include_all)?)
+    }
+}
 
 /// Show which configs are due now and why — the same as `orchestrator run --dry-run`.
 ///
@@ -22,22 +40,17 @@ pub struct Args {
     /// Also list the configs that are not due, and when each becomes due.
     #[arg(long)]
     all: bool,
-    /// Read configs from this table or view, as the orchestrator's --configs-view does.
-    #[arg(long, env = "ORCHESTRATOR_CONFIGS_VIEW", value_name = "NAME")]
-    configs_view: Option<String>,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    orchestrator: OrchestratorSettings,
 }
 
 pub async fn run(ctx: &Ctx, a: Args) -> anyhow::Result<ExitCode> {
-    let source = match &a.configs_view {
-        Some(name) => ConfigsSource::parse(name).map_err(|e| anyhow::anyhow!("--configs-view: {}", e.source))?,
-        None => ConfigsSource::table(),
-    };
+    let options = a.orchestrator.options(a.all)?;
     let store = ctx.store().await?;
-    let options = PreviewOptions { source, include_all: a.all, ..PreviewOptions::default() };
-    let entries = preview::due_report_with(&store, &options).await.map_err(db_err)?;
+    let entries = preview::due_report(&store, &options).await.map_err(db_err)?;
     if a.json {
         println!("{}", preview::render_json(&entries));
     } else {

@@ -8,6 +8,7 @@ use chrono::Utc;
 use serde_json::json;
 use sheettobigquery::store::history::{self, ConfigStatus};
 
+use super::due::OrchestratorSettings;
 use super::{db_err, Ctx};
 use crate::output::{self, plain, Paint, Table};
 use crate::preview::{self, DueEntry};
@@ -37,6 +38,8 @@ pub struct Args {
     /// Print JSON (one array of objects) instead of a table.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    orchestrator: OrchestratorSettings,
 }
 
 fn failing(s: &ConfigStatus) -> bool {
@@ -50,12 +53,13 @@ pub async fn run(ctx: &Ctx, a: Args) -> anyhow::Result<ExitCode> {
             anyhow::bail!("unknown kind {k:?}; use one of {}", known.join(", "));
         }
     }
+    let options = a.orchestrator.options(true)?;
     let store = ctx.store().await?;
     let now = Utc::now();
     let all = history::config_status(&store, None).await.map_err(db_err)?;
     // Whether a config is due is the orchestrator's decision, not a second copy of it.
     let due: HashMap<i64, DueEntry> =
-        preview::due_report(&store, None, true).await.map_err(db_err)?.into_iter().map(|e| (e.config_id, e)).collect();
+        preview::due_report(&store, &options).await.map_err(db_err)?.into_iter().map(|e| (e.config_id, e)).collect();
     let is_due = |s: &ConfigStatus| due.get(&s.id).map_or(s.is_due, |e| e.due);
     let total = all.len();
     let rows: Vec<ConfigStatus> = all
