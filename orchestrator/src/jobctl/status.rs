@@ -56,11 +56,12 @@ pub async fn run(ctx: &Ctx, a: Args) -> anyhow::Result<ExitCode> {
     let options = a.orchestrator.options(true)?;
     let store = ctx.store().await?;
     let now = Utc::now();
-    let all = history::config_status(&store, None).await.map_err(db_err)?;
-    // Whether a config is due is the orchestrator's decision, not a second copy of it.
+    let all = history::config_status(&store).await.map_err(db_err)?;
+    // Whether a config is due is the orchestrator's decision, not a second copy of it. A config
+    // the preview does not list is outside the orchestrator's configs view: never due.
     let due: HashMap<i64, DueEntry> =
         preview::due_report(&store, &options).await.map_err(db_err)?.into_iter().map(|e| (e.config_id, e)).collect();
-    let is_due = |s: &ConfigStatus| due.get(&s.id).map_or(s.is_due, |e| e.due);
+    let is_due = |s: &ConfigStatus| due.get(&s.id).is_some_and(|e| e.due);
     let total = all.len();
     let rows: Vec<ConfigStatus> = all
         .into_iter()
@@ -80,7 +81,8 @@ pub async fn run(ctx: &Ctx, a: Args) -> anyhow::Result<ExitCode> {
                     "run_frequency_hours": s.run_frequency_hours,
                     "migration_status": s.migration_status,
                     "last_run": s.last_run,
-                    "next_due": due.get(&s.id).and_then(|e| e.due_at).unwrap_or(s.next_due),
+                    // Never run: due from the clock the preview used.
+                    "next_due": due.get(&s.id).map(|e| e.due_at.unwrap_or(e.as_of)),
                     "is_due": is_due(s),
                     "due_state": due.get(&s.id).map(|e| e.state),
                     "due_reason": due.get(&s.id).map(|e| e.reason.clone()),
@@ -117,8 +119,7 @@ pub async fn run(ctx: &Ctx, a: Args) -> anyhow::Result<ExitCode> {
             }
             Some(e) => (output::one_line(&e.reason, 40), Paint::Yellow),
             None if s.in_flight => ("running".into(), Paint::Yellow),
-            None if s.is_due => ("due now".into(), Paint::Yellow),
-            None => plain(output::relative(s.next_due, now)),
+            None => (format!("not in {}", options.source.name()), Paint::Dim),
         };
         let outcome = match (s.last_status.as_deref(), s.last_rows_written) {
             (None, _) => ("-".into(), Paint::Dim),

@@ -20,11 +20,7 @@ pub struct ConfigStatus {
     pub run_frequency_hours: i32,
     pub migration_status: String,
     pub last_run: Option<DateTime<Utc>>,
-    /// When it is (or was) next due: `last_run + run_frequency_hours`, or now when never run.
-    pub next_due: DateTime<Utc>,
-    /// Due now: active, its period elapsed and no run in flight (the database's clock).
-    pub is_due: bool,
-    /// A run is queued or running.
+    /// A run is queued or running. (Whether it is due is the orchestrator's decision: the preview.)
     pub in_flight: bool,
     /// The latest finished run: id, status, rows written, finish time, error message.
     pub last_run_id: Option<i64>,
@@ -36,28 +32,20 @@ pub struct ConfigStatus {
     pub failing_streak: i64,
 }
 
-/// Every config with its schedule and last outcome, by name. `now` overrides the database clock
-/// (tests); None uses `now()`.
-pub async fn config_status(store: &Store, now: Option<DateTime<Utc>>) -> StoreResult<Vec<ConfigStatus>> {
+/// Every config with its schedule and last outcome, by name.
+pub async fn config_status(store: &Store) -> StoreResult<Vec<ConfigStatus>> {
     let client = store.client().await?;
     let rows = client
         .query(
-            "WITH clock AS (SELECT COALESCE($1::timestamptz, now()) AS now)
-             SELECT c.id::bigint, c.name, c.kind, c.is_active, c.run_frequency_hours, c.migration_status, c.last_run,
-                    COALESCE(c.last_run + make_interval(hours => c.run_frequency_hours), clock.now) AS next_due,
-                    c.is_active
-                      AND (c.last_run IS NULL OR c.last_run + make_interval(hours => c.run_frequency_hours) <= clock.now)
-                      AND NOT EXISTS (SELECT 1 FROM job_runs f WHERE f.config_id = c.id AND f.status IN ('queued', 'running'))
-                      AS is_due,
+            "SELECT c.id::bigint, c.name, c.kind, c.is_active, c.run_frequency_hours, c.migration_status, c.last_run,
                     EXISTS (SELECT 1 FROM job_runs f WHERE f.config_id = c.id AND f.status IN ('queued', 'running')) AS in_flight,
                     lr.id, lr.status, lr.rows_written, lr.finished_at, lr.error_message,
                     (SELECT count(*) FROM job_runs f
-                      WHERE f.config_id = c.id AND f.status = ANY($2)
+                      WHERE f.config_id = c.id AND f.status = ANY($1)
                         AND f.created_at > COALESCE((SELECT max(s.created_at) FROM job_runs s
                                                       WHERE s.config_id = c.id AND s.status = 'succeeded'),
                                                     '-infinity'::timestamptz)) AS failing_streak
                FROM sheet_to_bigquery_configs c
-              CROSS JOIN clock
                LEFT JOIN LATERAL (
                     SELECT r.id, r.status, r.rows_written, r.finished_at, r.error_message
                       FROM job_runs r
@@ -65,7 +53,7 @@ pub async fn config_status(store: &Store, now: Option<DateTime<Utc>>) -> StoreRe
                      ORDER BY COALESCE(r.finished_at, r.created_at) DESC, r.id DESC
                      LIMIT 1) lr ON true
               ORDER BY c.name, c.id",
-            &[&now, &FAILED_STATUSES.as_slice()],
+            &[&FAILED_STATUSES.as_slice()],
         )
         .await
         .map_err(q("reading config status"))?;
@@ -79,15 +67,13 @@ pub async fn config_status(store: &Store, now: Option<DateTime<Utc>>) -> StoreRe
             run_frequency_hours: r.get(4),
             migration_status: r.get(5),
             last_run: r.get(6),
-            next_due: r.get(7),
-            is_due: r.get(8),
-            in_flight: r.get(9),
-            last_run_id: r.get(10),
-            last_status: r.get(11),
-            last_rows_written: r.get(12),
-            last_finished_at: r.get(13),
-            last_error: r.get(14),
-            failing_streak: r.get(15),
+            in_flight: r.get(7),
+            last_run_id: r.get(8),
+            last_status: r.get(9),
+            last_rows_written: r.get(10),
+            last_finished_at: r.get(11),
+            last_error: r.get(12),
+            failing_streak: r.get(13),
         })
         .collect())
 }
