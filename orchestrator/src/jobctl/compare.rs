@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use sheettobigquery::config::JobConfig;
 use sheettobigquery::google::Services;
 use sheettobigquery::runner::{self, ConfigSource, JobRequest};
-use sheettobigquery::store::configs::{self, ConfigRow};
+use sheettobigquery::store::configs::{self, ConfigRow, MigrationStatus};
 use sheettobigquery::store::DbArgs;
 
 use super::{db_err, Ctx};
@@ -101,7 +101,11 @@ pub async fn run(ctx: &Ctx, a: Args) -> anyhow::Result<ExitCode> {
         .collect();
     let selected: Vec<&ConfigRow> = if a.config.is_empty() {
         all.iter()
-            .filter(|r| r.kind == "sheet_to_bigquery" && r.is_active && (a.all || r.migration_status == "service"))
+            .filter(|r| {
+                r.kind == "sheet_to_bigquery"
+                    && r.is_active
+                    && (a.all || r.migration_status == MigrationStatus::Service.as_str())
+            })
             .collect()
     } else {
         let mut v = Vec::new();
@@ -140,7 +144,8 @@ pub async fn run(ctx: &Ctx, a: Args) -> anyhow::Result<ExitCode> {
     if a.mark_ready {
         let names: Vec<String> = results.iter().filter(|c| c.verdict() == "MATCH").map(|c| c.name.clone()).collect();
         if !names.is_empty() {
-            marked = configs::set_migration_status(&store, &names, "job_ready").await.map_err(db_err)?;
+            marked =
+                configs::set_migration_status(&store, Some(&names), MigrationStatus::JobReady).await.map_err(db_err)?;
         }
     }
     if a.json {

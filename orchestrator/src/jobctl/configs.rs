@@ -10,7 +10,7 @@ use anyhow::{bail, Context};
 use serde_json::{json, Map, Value};
 use sheettobigquery::config::JobConfig;
 use sheettobigquery::google::Services;
-use sheettobigquery::store::configs::{self, ConfigRow, InsertMany};
+use sheettobigquery::store::configs::{self, ConfigRow, InsertMany, MigrationStatus};
 use sheettobigquery::store::Store;
 
 use super::files::{self, Format, Valid};
@@ -37,23 +37,6 @@ pub enum Command {
     SetFrequency(SetFrequencyArgs),
     SetStatus(SetStatusArgs),
     Remove(RemoveArgs),
-}
-
-/// `service` (the Python service still loads it) or `job_ready` (the job does).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-#[value(rename_all = "snake_case")]
-pub enum MigrationStatus {
-    Service,
-    JobReady,
-}
-
-impl MigrationStatus {
-    fn as_str(self) -> &'static str {
-        match self {
-            MigrationStatus::Service => "service",
-            MigrationStatus::JobReady => "job_ready",
-        }
-    }
 }
 
 /// Add one config, from flags or from a file holding one config.
@@ -277,7 +260,7 @@ fn print_problems(problems: &[String]) {
 /// Writes all configs or none; explains conflicts.
 async fn insert_all(store: &Store, valid: &[Valid], status: MigrationStatus) -> anyhow::Result<Option<Vec<i64>>> {
     let cfgs: Vec<JobConfig> = valid.iter().map(|v| v.config.clone()).collect();
-    match configs::insert_many(store, &cfgs, status.as_str()).await.map_err(db_err)? {
+    match configs::insert_many(store, &cfgs, status).await.map_err(db_err)? {
         InsertMany::Inserted(ids) => Ok(Some(ids)),
         InsertMany::Conflicts(existing) => {
             let problems: Vec<String> = existing
@@ -584,19 +567,15 @@ async fn set_frequency(ctx: &Ctx, a: SetFrequencyArgs) -> anyhow::Result<ExitCod
 
 async fn set_status(ctx: &Ctx, a: SetStatusArgs) -> anyhow::Result<ExitCode> {
     let store = ctx.store().await?;
-    let names: Vec<String> = if a.all {
-        configs::list(&store).await.map_err(db_err)?.into_iter().map(|r| r.name).collect()
-    } else {
-        a.names.clone()
-    };
-    let found = configs::set_migration_status(&store, &names, a.status.as_str()).await.map_err(db_err)?;
+    let names = (!a.all).then_some(a.names.as_slice());
+    let found = configs::set_migration_status(&store, names, a.status).await.map_err(db_err)?;
     for n in &found {
         println!("{n}: migration_status = {}", a.status.as_str());
     }
     if a.status == MigrationStatus::JobReady && !found.is_empty() {
         println!("the job now loads these (the orchestrator reads them from active_job_configs); stop the old service's schedule for them");
     }
-    Ok(if report_unknown(&names, &found) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if report_unknown(names.unwrap_or_default(), &found) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 async fn remove(ctx: &Ctx, a: RemoveArgs) -> anyhow::Result<ExitCode> {

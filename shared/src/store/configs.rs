@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
+use tokio_postgres::types::ToSql;
 
 use super::{q, Store, StoreError, StoreResult};
 use crate::config::JobConfig;
@@ -101,15 +102,30 @@ pub async fn set_last_run(
     Ok(())
 }
 
-/// The two states of the gradual migration from the Python service: `service` (the old service
-/// still loads it) and `job_ready` (the job loads it; `active_job_configs` lists it).
-pub const MIGRATION_STATUSES: [&str; 2] = ["service", "job_ready"];
+/// Where a config is in the gradual migration from the Python service (`migration_status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[value(rename_all = "snake_case")]
+pub enum MigrationStatus {
+    /// The old service still loads it.
+    Service,
+    /// The job loads it; the `active_job_configs` view lists it.
+    JobReady,
+}
+
+impl MigrationStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MigrationStatus::Service => "service",
+            MigrationStatus::JobReady => "job_ready",
+        }
+    }
+}
 
 /// Inserts a validated config with the given `migration_status`. Returns its id.
 pub async fn insert_with_status(
     client: &impl deadpool_postgres::GenericClient,
     c: &JobConfig,
-    migration_status: &str,
+    migration_status: MigrationStatus,
 ) -> StoreResult<i64> {
     let s = c.sheet();
     let row = client
@@ -130,7 +146,7 @@ pub async fn insert_with_status(
                 &c.spec_json(),
                 &c.is_active,
                 &c.run_frequency_hours,
-                &migration_status,
+                &migration_status.as_str(),
             ],
         )
         .await
@@ -149,7 +165,11 @@ pub enum InsertMany {
 
 /// Inserts all configs in one transaction, or none: when any name already exists (checked inside
 /// the transaction, and enforced by the unique index on name) nothing is written.
-pub async fn insert_many(store: &Store, configs: &[JobConfig], migration_status: &str) -> StoreResult<InsertMany> {
+pub async fn insert_many(
+    store: &Store,
+    configs: &[JobConfig],
+    migration_status: MigrationStatus,
+) -> StoreResult<InsertMany> {
     let mut client = store.client().await?;
     let tx = client.transaction().await.map_err(q("starting the import transaction"))?;
     // Serialise concurrent imports so the existence check below stays true until commit, even on
@@ -178,16 +198,7 @@ pub async fn insert_many(store: &Store, configs: &[JobConfig], migration_status:
 
 /// Sets `is_active` on the named configs; returns the names that exist (and were updated).
 pub async fn set_active(store: &Store, names: &[String], active: bool) -> StoreResult<Vec<String>> {
-    let client = store.client().await?;
-    let rows = client
-        .query(
-            "UPDATE sheet_to_bigquery_configs SET is_active = $2, updated_at = now()
-              WHERE name = ANY($1) RETURNING name",
-            &[&names, &active],
-        )
-        .await
-        .map_err(q("updating is_active"))?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
+    set_column(store, "is_active", &active, Some(names), "updating is_active").await
 }
 
 /// Sets `run_frequency_hours` of one config; false when no config has that name.
@@ -203,18 +214,39 @@ pub async fn set_frequency(store: &Store, name: &str, hours: i32) -> StoreResult
     Ok(n > 0)
 }
 
-/// Sets `migration_status` on the named configs; returns the names that exist (and were updated).
-pub async fn set_migration_status(store: &Store, names: &[String], status: &str) -> StoreResult<Vec<String>> {
+/// Sets `migration_status` on the named configs, or on every config with None; returns the names
+/// updated.
+pub async fn set_migration_status(
+    store: &Store,
+    names: Option<&[String]>,
+    status: MigrationStatus,
+) -> StoreResult<Vec<String>> {
+    set_column(store, "migration_status", &status.as_str(), names, "updating migration_status").await
+}
+
+/// Sets `column` (a name from this module, never from input) to `value` on the named configs, or
+/// on every config with None; returns the names updated, sorted.
+async fn set_column(
+    store: &Store,
+    column: &'static str,
+    value: &(dyn ToSql + Sync),
+    names: Option<&[String]>,
+    what: &'static str,
+) -> StoreResult<Vec<String>> {
     let client = store.client().await?;
     let rows = client
         .query(
-            "UPDATE sheet_to_bigquery_configs SET migration_status = $2, updated_at = now()
-              WHERE name = ANY($1) RETURNING name",
-            &[&names, &status],
+            &format!(
+                "UPDATE sheet_to_bigquery_configs SET {column} = $2, updated_at = now()
+                  WHERE $1::text[] IS NULL OR name = ANY($1) RETURNING name"
+            ),
+            &[&names, value],
         )
         .await
-        .map_err(q("updating migration_status"))?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
+        .map_err(q(what))?;
+    let mut updated: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    updated.sort();
+    Ok(updated)
 }
 
 /// Deletes one config by name; returns its id, or None when no config has that name. Its runs
