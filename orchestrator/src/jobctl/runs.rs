@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use chrono::Utc;
 use serde_json::{json, Value};
-use sheettobigquery::store::history::{self, RunFilter, RunRow};
+use sheettobigquery::store::history::{self, Rejected, RunFilter, RunRow};
 
 use super::{db_err, Ctx};
 use crate::output::{self, plain, Paint, Table};
@@ -174,7 +174,7 @@ async fn show(ctx: &Ctx, a: ShowArgs) -> anyhow::Result<ExitCode> {
         .await
         .map_err(db_err)?
         .with_context(|| format!("no run with id {}; `jobctl runs` lists recent runs", a.id))?;
-    let rejected = history::rejected_rows(&store, r.id, a.rejected_limit).await.map_err(db_err)?;
+    let (rejected, rejected_total) = history::rejected_rows(&store, r.id, a.rejected_limit).await.map_err(db_err)?;
     let cells: Vec<String> = r
         .details
         .get("cell_errors")
@@ -184,10 +184,8 @@ async fn show(ctx: &Ctx, a: ShowArgs) -> anyhow::Result<ExitCode> {
     if a.json {
         let mut v = run_json(&r);
         v["cell_errors"] = json!(cells);
-        if let Some((rows, total)) = &rejected {
-            v["rejected_rows"] = json!(rows);
-            v["rejected_total"] = json!(total);
-        }
+        v["rejected_rows"] = json!(rejected);
+        v["rejected_total"] = json!(rejected_total);
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(ExitCode::SUCCESS);
     }
@@ -234,39 +232,33 @@ async fn show(ctx: &Ctx, a: ShowArgs) -> anyhow::Result<ExitCode> {
             s.push_str(&format!("  {c}\n"));
         }
     }
-    if let Some((rows, total)) = &rejected {
-        if *total > 0 {
-            s.push_str(&format!("rejected rows ({total}):\n"));
-            for row in rows {
-                s.push_str(&format!("  {}\n", rejected_line(row)));
-            }
-            if *total > rows.len() as i64 {
-                s.push_str(&format!("  … {} more (--rejected-limit)\n", total - rows.len() as i64));
-            }
+    if rejected_total > 0 {
+        s.push_str(&format!("rejected rows ({rejected_total}):\n"));
+        for row in &rejected {
+            s.push_str(&format!("  {}\n", rejected_line(row)));
+        }
+        if rejected_total > rejected.len() as i64 {
+            s.push_str(&format!("  … {} more (--rejected-limit)\n", rejected_total - rejected.len() as i64));
         }
     }
     print!("{s}");
     Ok(ExitCode::SUCCESS)
 }
 
-/// `row 17 (key "A-1"): reason`, whatever columns import_results has.
-fn rejected_line(row: &Value) -> String {
-    let get =
-        |k: &str| row.get(k).filter(|v| !v.is_null()).map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string));
+/// `Sheet1!B4 key {"sku":"A-1"}: reason` (or `row 17 …` when there is no cell).
+fn rejected_line(r: &Rejected) -> String {
     let mut parts = Vec::new();
-    if let Some(c) = get("cell_ref").or_else(|| get("cell")) {
-        parts.push(c);
-    } else if let Some(n) = get("row_number") {
-        parts.push(format!("row {n}"));
+    match (&r.cell_ref, r.row_number) {
+        (Some(c), _) => parts.push(c.clone()),
+        (None, Some(n)) => parts.push(format!("row {n}")),
+        (None, None) => {}
     }
-    if let Some(k) = row.get("key").filter(|v| !v.is_null()) {
+    if let Some(k) = &r.key {
         parts.push(format!("key {k}"));
     }
-    let reason = get("reason").or_else(|| get("error")).or_else(|| get("message"));
-    let head = parts.join(" ");
-    match (head.is_empty(), reason) {
-        (false, Some(r)) => format!("{head}: {r}"),
-        (true, Some(r)) => r,
-        _ => row.to_string(),
+    if parts.is_empty() {
+        r.reason.clone()
+    } else {
+        format!("{}: {}", parts.join(" "), r.reason)
     }
 }

@@ -1,8 +1,9 @@
 //! Read-only SQL over the run ledger for people (`jobctl status`, `jobctl runs`): each config's
 //! last outcome and failing streak, run listings with filters, one run in full, and the rows a
-//! run rejected (`import_results`, when the kinds that record them are installed).
+//! run rejected (`import_results`).
 
 use chrono::{DateTime, Utc};
+use serde::Serialize;
 use serde_json::Value;
 
 use super::{q, Store, StoreResult};
@@ -168,38 +169,37 @@ pub async fn get_run(store: &Store, id: i64) -> StoreResult<Option<RunRow>> {
     Ok(row.as_ref().map(to_run))
 }
 
-/// Rows a run rejected, from `import_results` (written by the kinds that load row by row), each
-/// as a JSON object of that table's columns; None when the table does not exist. At most `limit`
-/// rows, and the total count.
-pub async fn rejected_rows(store: &Store, run_id: i64, limit: i64) -> StoreResult<Option<(Vec<Value>, i64)>> {
+/// A row a run rejected (`import_results`): where it is in the source, its key, and why.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Rejected {
+    pub row_number: Option<i64>,
+    pub cell_ref: Option<String>,
+    pub key: Option<Value>,
+    pub reason: String,
+}
+
+/// The rows the run's current attempt rejected, in source order: at most `limit` of them, and
+/// how many there are in all.
+pub async fn rejected_rows(store: &Store, run_id: i64, limit: i64) -> StoreResult<(Vec<Rejected>, i64)> {
     let client = store.client().await?;
-    let exists: bool = client
-        .query_one("SELECT to_regclass('import_results') IS NOT NULL", &[])
-        .await
-        .map_err(q("checking import_results"))?
-        .get(0);
-    if !exists {
-        return Ok(None);
-    }
-    // The table belongs to another kind; read it by its row type so this keeps working when it
-    // gains columns. Ordered by the row number when there is one.
+    // At least one row, so the total arrives even with `limit` 0.
     let rows = client
         .query(
-            "SELECT to_jsonb(t) - 'run_id' FROM import_results t
-              WHERE t.run_id = $1::bigint
-              ORDER BY (to_jsonb(t) ->> 'row_number') ~ '^[0-9]+$' DESC,
-                       CASE WHEN (to_jsonb(t) ->> 'row_number') ~ '^[0-9]+$'
-                            THEN (to_jsonb(t) ->> 'row_number')::numeric END,
-                       COALESCE(to_jsonb(t) ->> 'cell_ref', to_jsonb(t) ->> 'cell')
-              LIMIT $2",
-            &[&run_id, &limit.max(0)],
+            "SELECT t.row_number, t.cell_ref, t.key, t.reason, count(*) OVER ()
+               FROM import_results t
+               JOIN job_runs r ON r.id = t.run_id AND r.attempt = t.attempt
+              WHERE t.run_id = $1
+              ORDER BY t.row_number NULLS LAST, t.cell_ref, t.id
+              LIMIT GREATEST($2::bigint, 1)",
+            &[&run_id, &limit],
         )
         .await
         .map_err(q("reading import_results"))?;
-    let total: i64 = client
-        .query_one("SELECT count(*) FROM import_results WHERE run_id = $1::bigint", &[&run_id])
-        .await
-        .map_err(q("counting import_results"))?
-        .get(0);
-    Ok(Some((rows.iter().map(|r| r.get(0)).collect(), total)))
+    let total = rows.first().map_or(0, |r| r.get(4));
+    let rejected = rows
+        .iter()
+        .take(limit.max(0) as usize)
+        .map(|r| Rejected { row_number: r.get(0), cell_ref: r.get(1), key: r.get(2), reason: r.get(3) })
+        .collect();
+    Ok((rejected, total))
 }
