@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sheettobigquery::store::claims::{self, classify, ConfigsSource, DueState, DueWhy, RetryPolicy, ScanParams};
+use sheettobigquery::store::claims::{self, classify, AttemptPolicy, ConfigsSource, DueState, DueWhy, ScanParams};
 use sheettobigquery::store::{Store, StoreResult};
 
 use crate::output::{Paint, Style};
@@ -54,7 +54,7 @@ pub struct PreviewOptions {
     /// Also the configs that are not due, and when each becomes due.
     pub include_all: bool,
     /// The retry policy (max attempts, backoff) the orchestrator runs with.
-    pub policy: RetryPolicy,
+    pub policy: AttemptPolicy,
 }
 
 /// One config in the preview.

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::Value;
-use sheettobigquery::store::claims::{ConfigsSource, RetryPolicy};
+use sheettobigquery::store::claims::{AttemptPolicy, ConfigsSource};
 use sheettobigquery::store::Secret;
 
 /// A settings problem, naming the setting.
@@ -290,7 +290,7 @@ pub struct Settings {
     pub max_parallel_jobs: usize,
     pub job_timeout: Duration,
     pub kill_grace: Duration,
-    pub retry: RetryPolicy,
+    pub retry: AttemptPolicy,
     pub retry_wait_max: Duration,
     pub lease: Duration,
     pub shutdown_grace: Duration,
@@ -382,7 +382,7 @@ pub fn resolve(args: &TickArgs, file: Option<&Path>) -> Result<Settings, Setting
         max_parallel_jobs,
         job_timeout: args.job_timeout.or(f.job_timeout).unwrap_or(Duration::from_secs(3600)),
         kill_grace: args.kill_grace.or(f.kill_grace).unwrap_or(Duration::from_secs(10)),
-        retry: RetryPolicy {
+        retry: AttemptPolicy {
             max_attempts,
             base_delay_secs: args
                 .retry_base_delay

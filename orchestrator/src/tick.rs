@@ -19,9 +19,9 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use sheettobigquery::google::retry::RetryPolicy as GoogleRetry;
+use sheettobigquery::google::retry::RetryPolicy;
 use sheettobigquery::store::claims::{
-    self, classify, ClaimRequest, ClaimedRun, DueState, DueWhy, RetryPolicy, ScanParams, TickBegin,
+    self, classify, AttemptPolicy, ClaimRequest, ClaimedRun, DueState, DueWhy, ScanParams, TickBegin,
 };
 use sheettobigquery::store::runs::{self, Outcome, RunRef, RunStatus};
 use sheettobigquery::store::{Store, StoreError};
@@ -661,12 +661,12 @@ impl Orchestrator {
 
 /// The backoff after `attempt` failed: `min(max, base × 2^(attempt−1))` with equal jitter (half of
 /// it, plus up to the other half at random), the same schedule as the Google API retries.
-fn backoff(policy: &RetryPolicy, attempt: i32) -> Duration {
+fn backoff(policy: &AttemptPolicy, attempt: i32) -> Duration {
     let secs = |s: f64| Duration::try_from_secs_f64(s).unwrap_or_default();
-    GoogleRetry {
+    RetryPolicy {
         initial_delay: secs(policy.base_delay_secs),
         max_delay: secs(policy.max_delay_secs),
-        ..GoogleRetry::default()
+        ..RetryPolicy::default()
     }
     .delay(attempt.max(1) as u32)
 }
@@ -779,7 +779,7 @@ mod tests {
 
     #[test]
     fn backoff_doubles_up_to_the_ceiling_with_equal_jitter() {
-        let p = RetryPolicy { max_attempts: 5, base_delay_secs: 30.0, max_delay_secs: 100.0 };
+        let p = AttemptPolicy { max_attempts: 5, base_delay_secs: 30.0, max_delay_secs: 100.0 };
         for _ in 0..100 {
             for (attempt, full) in [(1, 30), (2, 60), (3, 100), (40, 100)] {
                 let d = backoff(&p, attempt);
@@ -787,6 +787,6 @@ mod tests {
                 assert!(d >= full / 2 && d <= full, "attempt {attempt}: {d:?}");
             }
         }
-        assert_eq!(backoff(&RetryPolicy { base_delay_secs: 0.0, ..p }, 2), Duration::ZERO);
+        assert_eq!(backoff(&AttemptPolicy { base_delay_secs: 0.0, ..p }, 2), Duration::ZERO);
     }
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
-use sheettobigquery::store::claims::{self, ClaimRequest, ConfigsSource, DueState, RetryPolicy, ScanParams};
+use sheettobigquery::store::claims::{self, AttemptPolicy, ClaimRequest, ConfigsSource, DueState, ScanParams};
 use sheettobigquery::store::runs::{Outcome, RunStatus};
 use testkit::cloudrun_fake::{CloudRunFake, TaskBehavior};
 use testkit::oidc_fake::OidcFake;
@@ -220,7 +220,7 @@ async fn concurrent_claimers_get_disjoint_configs() {
             loop {
                 let req = ClaimRequest {
                     source: &source,
-                    policy: RetryPolicy::default(),
+                    policy: AttemptPolicy::default(),
                     limit: 7,
                     only_config: None,
                     owner: &owner,
@@ -260,7 +260,7 @@ async fn retries_reuse_the_period_row_and_exhausted_configs_wait_for_the_next_pe
         .unwrap();
     let store = db.store().await;
     let source = ConfigsSource::table();
-    let policy = RetryPolicy { max_attempts: 2, base_delay_secs: 0.0, max_delay_secs: 0.0 };
+    let policy = AttemptPolicy { max_attempts: 2, base_delay_secs: 0.0, max_delay_secs: 0.0 };
     let req = ClaimRequest {
         source: &source,
         policy,
@@ -1010,7 +1010,7 @@ async fn bench_orchestrator_preview_claim_and_overhead() {
                 source: &ConfigsSource::table(),
                 now: None,
                 include_all: false,
-                policy: RetryPolicy::default(),
+                policy: AttemptPolicy::default(),
             },
         )
         .await
@@ -1044,7 +1044,7 @@ async fn bench_orchestrator_preview_claim_and_overhead() {
         &cstore,
         &ClaimRequest {
             source: &source,
-            policy: RetryPolicy::default(),
+            policy: AttemptPolicy::default(),
             limit: 1000,
             only_config: None,
             owner: "bench",

@@ -80,7 +80,7 @@ impl Default for ConfigsSource {
 
 /// What the due computation needs to know about retries.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct RetryPolicy {
+pub struct AttemptPolicy {
     /// Attempts per due period, the first included.
     pub max_attempts: i32,
     /// Backoff before attempt 2; doubles per attempt.
@@ -89,9 +89,9 @@ pub struct RetryPolicy {
     pub max_delay_secs: f64,
 }
 
-impl Default for RetryPolicy {
+impl Default for AttemptPolicy {
     fn default() -> Self {
-        RetryPolicy { max_attempts: 3, base_delay_secs: 30.0, max_delay_secs: 900.0 }
+        AttemptPolicy { max_attempts: 3, base_delay_secs: 30.0, max_delay_secs: 900.0 }
     }
 }
 
@@ -226,7 +226,7 @@ impl DueState {
 
 /// The one decision function shared by the preview and the logs; the claim query's `WHERE`
 /// clause is the same rule in SQL.
-pub fn classify(row: &ScanRow, policy: &RetryPolicy) -> DueState {
+pub fn classify(row: &ScanRow, policy: &AttemptPolicy) -> DueState {
     if !row.is_active {
         return DueState::Inactive;
     }
@@ -267,7 +267,7 @@ pub struct ScanParams<'a> {
     pub now: Option<DateTime<Utc>>,
     /// Every config, not only those due by their schedule.
     pub include_all: bool,
-    pub policy: RetryPolicy,
+    pub policy: AttemptPolicy,
 }
 
 /// Every config due by its schedule (or every config with `include_all`), with its in-flight run
@@ -333,7 +333,7 @@ pub async fn scan(store: &Store, p: &ScanParams<'_>) -> StoreResult<Vec<ScanRow>
 #[derive(Debug, Clone)]
 pub struct ClaimRequest<'a> {
     pub source: &'a ConfigsSource,
-    pub policy: RetryPolicy,
+    pub policy: AttemptPolicy,
     /// At most this many runs.
     pub limit: i64,
     /// Only this config (an in-tick retry).
@@ -833,7 +833,7 @@ mod tests {
 
     #[test]
     fn classify_covers_every_state() {
-        let p = RetryPolicy::default();
+        let p = AttemptPolicy::default();
         let r = row(None, 24);
         assert_eq!(classify(&r, &p), DueState::Due { why: DueWhy::NeverRun, attempt: 1, retry_of: None });
 

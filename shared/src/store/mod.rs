@@ -76,10 +76,6 @@ impl DbArgs {
         DbArgs { database_url: Some(Secret::new(url)), ..DbArgs::default() }
     }
 
-    pub fn is_configured(&self) -> bool {
-        self.database_url.is_some() || self.postgres_host.is_some() || self.postgres_db.is_some()
-    }
-
     /// The driver config. Errors name the setting, never its secret value.
     pub fn pg_config(&self) -> Result<tokio_postgres::Config, String> {
         let mut cfg = if let Some(url) = &self.database_url {
