@@ -14,7 +14,6 @@
 //! ```
 
 use std::path::Path;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -22,27 +21,8 @@ use sheettobigquery::store::claims::{self, classify, AttemptPolicy, ConfigsSourc
 use sheettobigquery::store::{Store, StoreResult};
 
 use crate::output::{Paint, Style};
-use crate::settings::{self, fmt_duration, parse_duration, Settings, SettingsError, TickArgs};
-
-/// The orchestrator settings the due decision depends on, for the commands that only preview it
-/// (`orchestrator run` has them among its own flags). Unset values come from the settings file,
-/// then the defaults, as for a tick.
-#[derive(Debug, Clone, Default, clap::Args)]
-pub struct DueArgs {
-    /// Table or view configs are read from, as the orchestrator's --configs-view.
-    /// [default: sheet_to_bigquery_configs]
-    #[arg(long, env = "ORCHESTRATOR_CONFIGS_VIEW", value_name = "NAME")]
-    pub configs_view: Option<String>,
-    /// Attempts per due period (decides which failed configs are retried). [default: 3]
-    #[arg(long, env = "ORCHESTRATOR_MAX_ATTEMPTS", value_name = "N")]
-    pub max_attempts: Option<i32>,
-    /// Backoff before the second attempt (decides when a failed config is retried). [default: 30s]
-    #[arg(long, env = "ORCHESTRATOR_RETRY_BASE_DELAY", value_parser = parse_duration, value_name = "DURATION")]
-    pub retry_base_delay: Option<Duration>,
-    /// Backoff ceiling. [default: 15m]
-    #[arg(long, env = "ORCHESTRATOR_RETRY_MAX_DELAY", value_parser = parse_duration, value_name = "DURATION")]
-    pub retry_max_delay: Option<Duration>,
-}
+pub use crate::settings::DueArgs;
+use crate::settings::{self, fmt_duration, Settings, SettingsError, TickArgs};
 
 /// What to preview.
 #[derive(Debug, Clone, Default)]
@@ -98,13 +78,7 @@ pub fn resolve_options(
     now: Option<DateTime<Utc>>,
     include_all: bool,
 ) -> Result<PreviewOptions, SettingsError> {
-    let tick = TickArgs {
-        configs_view: args.configs_view.clone(),
-        max_attempts: args.max_attempts,
-        retry_base_delay: args.retry_base_delay,
-        retry_max_delay: args.retry_max_delay,
-        ..TickArgs::default()
-    };
+    let tick = TickArgs { due: args.clone(), ..TickArgs::default() };
     Ok(preview_options(&settings::resolve(&tick, file)?, now, include_all))
 }
 

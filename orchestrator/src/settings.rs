@@ -79,6 +79,25 @@ impl ExecutorKind {
     }
 }
 
+/// The settings the due decision depends on: shared by `run`/`serve` and by the commands that only
+/// preview it (`orchestrator preview`, `jobctl due`, `jobctl status`), so they cannot disagree.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct DueArgs {
+    /// Table or view the configs are read from, e.g. `active_job_configs` (configs marked
+    /// job_ready). [default: sheet_to_bigquery_configs]
+    #[arg(long, env = "ORCHESTRATOR_CONFIGS_VIEW", value_name = "NAME")]
+    pub configs_view: Option<String>,
+    /// Attempts per config and due period, the first included. [default: 3]
+    #[arg(long, env = "ORCHESTRATOR_MAX_ATTEMPTS", value_name = "N")]
+    pub max_attempts: Option<i32>,
+    /// Backoff before the second attempt; doubles per attempt, with jitter. [default: 30s]
+    #[arg(long, env = "ORCHESTRATOR_RETRY_BASE_DELAY", value_parser = parse_duration, value_name = "DURATION")]
+    pub retry_base_delay: Option<Duration>,
+    /// Backoff ceiling. [default: 15m]
+    #[arg(long, env = "ORCHESTRATOR_RETRY_MAX_DELAY", value_parser = parse_duration, value_name = "DURATION")]
+    pub retry_max_delay: Option<Duration>,
+}
+
 /// How a tick runs (shared by `run` and `serve`). Unset values come from the settings file,
 /// then the defaults shown.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -87,6 +106,9 @@ pub struct TickArgs {
     /// executions. [default: local]
     #[arg(long, env = "ORCHESTRATOR_EXECUTOR", value_enum)]
     pub executor: Option<ExecutorKind>,
+    /// What decides which configs are due and when failed ones are retried.
+    #[command(flatten)]
+    pub due: DueArgs,
     /// Executions in flight at once, at most (per orchestrator process). [default: 4]
     #[arg(long, env = "ORCHESTRATOR_MAX_PARALLEL_JOBS", value_name = "N")]
     pub max_parallel_jobs: Option<usize>,
@@ -97,15 +119,6 @@ pub struct TickArgs {
     /// Time between SIGTERM and SIGKILL for a run that timed out. [default: 10s]
     #[arg(long, env = "ORCHESTRATOR_KILL_GRACE", value_parser = parse_duration, value_name = "DURATION")]
     pub kill_grace: Option<Duration>,
-    /// Attempts per config and due period, the first included. [default: 3]
-    #[arg(long, env = "ORCHESTRATOR_MAX_ATTEMPTS", value_name = "N")]
-    pub max_attempts: Option<i32>,
-    /// Backoff before the second attempt; doubles per attempt, with jitter. [default: 30s]
-    #[arg(long, env = "ORCHESTRATOR_RETRY_BASE_DELAY", value_parser = parse_duration, value_name = "DURATION")]
-    pub retry_base_delay: Option<Duration>,
-    /// Backoff ceiling. [default: 15m]
-    #[arg(long, env = "ORCHESTRATOR_RETRY_MAX_DELAY", value_parser = parse_duration, value_name = "DURATION")]
-    pub retry_max_delay: Option<Duration>,
     /// A tick waits in-process for retries whose backoff is at most this long; longer ones are
     /// left to a later tick. [default: 5m]
     #[arg(long, env = "ORCHESTRATOR_RETRY_WAIT_MAX", value_parser = parse_duration, value_name = "DURATION")]
@@ -115,10 +128,6 @@ pub struct TickArgs {
     /// and dispatched again by the next tick. [default: 2m]
     #[arg(long, env = "ORCHESTRATOR_LEASE", value_parser = parse_duration, value_name = "DURATION")]
     pub lease: Option<Duration>,
-    /// Table or view the configs are read from, e.g. `active_job_configs` (configs marked
-    /// job_ready). [default: sheet_to_bigquery_configs]
-    #[arg(long, env = "ORCHESTRATOR_CONFIGS_VIEW", value_name = "NAME")]
-    pub configs_view: Option<String>,
     /// The job binary the local executor spawns. [default: `job` next to this executable]
     #[arg(long, env = "ORCHESTRATOR_JOB_BINARY", value_name = "PATH")]
     pub job_binary: Option<PathBuf>,
@@ -334,11 +343,12 @@ pub fn resolve(args: &TickArgs, file: Option<&Path>) -> Result<Settings, Setting
     if max_parallel_jobs == 0 {
         return Err(SettingsError::Invalid("--max-parallel-jobs must be at least 1".into()));
     }
-    let max_attempts = args.max_attempts.or(f.max_attempts).unwrap_or(3);
+    let max_attempts = args.due.max_attempts.or(f.max_attempts).unwrap_or(3);
     if max_attempts < 1 {
         return Err(SettingsError::Invalid("--max-attempts must be at least 1".into()));
     }
-    let configs_name = args.configs_view.clone().or(f.configs_view).unwrap_or_else(|| ConfigsSource::TABLE.to_string());
+    let configs_name =
+        args.due.configs_view.clone().or(f.configs_view).unwrap_or_else(|| ConfigsSource::TABLE.to_string());
     let configs = ConfigsSource::parse(&configs_name)
         .map_err(|e| SettingsError::Invalid(format!("--configs-view: {}", e.source)))?;
     let lease = args.lease.or(f.lease).unwrap_or(Duration::from_secs(120));
@@ -385,11 +395,13 @@ pub fn resolve(args: &TickArgs, file: Option<&Path>) -> Result<Settings, Setting
         retry: AttemptPolicy {
             max_attempts,
             base_delay_secs: args
+                .due
                 .retry_base_delay
                 .or(f.retry_base_delay)
                 .unwrap_or(Duration::from_secs(30))
                 .as_secs_f64(),
             max_delay_secs: args
+                .due
                 .retry_max_delay
                 .or(f.retry_max_delay)
                 .unwrap_or(Duration::from_secs(900))
@@ -509,7 +521,7 @@ mod tests {
         let dir = tempfile_dir();
         let path = dir.join("orchestrator.json");
         std::fs::write(&path, r#"{"max-parallel-jobs": 9, "job_timeout": "20m", "max_attempts": 5, "configs-view": "active_job_configs"}"#).unwrap();
-        let args = TickArgs { max_attempts: Some(2), ..TickArgs::default() };
+        let args = TickArgs { due: DueArgs { max_attempts: Some(2), ..DueArgs::default() }, ..TickArgs::default() };
         let s = resolve(&args, Some(&path)).unwrap();
         assert_eq!(s.max_parallel_jobs, 9);
         assert_eq!(s.job_timeout, Duration::from_secs(1200));
